@@ -1,0 +1,133 @@
+"""Fit an image to what a writer can hold: lossless adjustments silently, losses only if allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import geometry
+from .model import Image
+from .specs import WriterSpec
+
+
+class CastProxy:
+    """Lazily cast (and optionally scale) an array-like when it is finally read."""
+
+    def __init__(self, data: Any, dtype: Any, scale: tuple[float, float] | None = None) -> None:
+        self._data = data
+        self._dtype = np.dtype(dtype)
+        self._scale = scale
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the source."""
+        return tuple(self._data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Target dtype."""
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes."""
+        return len(self.shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = np.asarray(self._data)
+        if self._scale is not None:
+            slope, inter = self._scale
+            work = arr.astype(np.result_type(self._dtype, np.float32))
+            if slope != 1.0:
+                work *= slope
+            if inter != 0.0:
+                work += inter
+            arr = work
+        if self._dtype.kind in "iu" and arr.dtype.kind in "fc":
+            info = np.iinfo(self._dtype)
+            arr = np.clip(np.rint(arr.real), info.min, info.max)
+        out = arr.astype(self._dtype, copy=False)
+        return out if dtype is None else out.astype(dtype)
+
+
+def safe_target(dtype: np.dtype, allowed: tuple[str, ...]) -> np.dtype | None:
+    """Smallest allowed dtype every value of ``dtype`` fits in, if any."""
+    fits = [np.dtype(a) for a in allowed if np.can_cast(dtype, np.dtype(a), "safe")]
+    if not fits:
+        return None
+    return min(fits, key=lambda d: (d.itemsize, d.kind != dtype.kind))
+
+
+def nearest_target(dtype: np.dtype, allowed: tuple[str, ...]) -> np.dtype:
+    """Best lossy stand-in: same kind and widest, else a float, else the widest allowed."""
+    cands = [np.dtype(a) for a in allowed]
+    for kinds in ((dtype.kind,), ("f",), ("i", "u")):
+        same = [d for d in cands if d.kind in kinds]
+        if same:
+            return max(same, key=lambda d: d.itemsize)
+    return max(cands, key=lambda d: d.itemsize)
+
+
+def fit_image(image: Image, spec: WriterSpec, *, lossy: bool) -> tuple[Image, list[str]]:
+    """Adapt ``image`` to ``spec``; return the adapted image and the losses it needed.
+
+    Value-preserving changes (int16 to int32, applying a slope as float, dropping trailing
+    axes of length 1) are made freely and noted. Losses are returned; the caller refuses
+    them unless ``lossy``, in which case they are applied and recorded on the image.
+    """
+    img = image
+    losses: list[str] = []
+    if img.is_scaled and not spec.scaling:
+        target = np.dtype(np.float32) if img.dtype.itemsize <= 2 else np.dtype(np.float64)
+        img = img.replace(
+            data=CastProxy(img.data, target, (img.slope, img.inter)), slope=1.0, inter=0.0
+        )
+        img.notes.append(f"{spec.format} stores no scaling: values stored as {target}")
+    if spec.dtypes is not None and img.dtype.name not in spec.dtypes:
+        target = safe_target(img.dtype, spec.dtypes)
+        if target is not None:
+            img = img.replace(data=CastProxy(img.data, target))
+            img.notes.append(f"stored as {target} ({spec.format} has no {image.dtype})")
+        else:
+            target = nearest_target(img.dtype, spec.dtypes)
+            losses.append(f"data type {img.dtype} (cast to {target})")
+            if lossy:
+                img = img.replace(data=CastProxy(img.data, target))
+    if spec.max_ndim is not None and img.ndim > spec.max_ndim:
+        shape = list(img.shape)
+        while len(shape) > max(spec.max_ndim, 3) and shape[-1] == 1:
+            shape.pop()
+        if len(shape) > spec.max_ndim:
+            keep = spec.max_ndim
+            merged = [*shape[: keep - 1], int(np.prod(shape[keep - 1 :]))]
+            losses.append(f"{len(shape)}-D data (at most {keep}-D; axes {keep}+ merged)")
+            shape = merged if lossy else shape
+        if lossy or len(shape) <= spec.max_ndim:
+            img = img.replace(data=_Reshaped(img.data, tuple(shape)))
+    if not spec.shear and geometry.is_sheared(img.affine):
+        losses.append(f"sheared voxel axes (shear {geometry.shear(img.affine):.3g})")
+        if lossy:
+            img = img.replace(affine=geometry.orthogonalize(img.affine))
+    if not spec.oblique and geometry.is_oblique(img.affine):
+        losses.append(f"oblique orientation ({geometry.obliquity(img.affine):.2f} deg)")
+        if lossy:
+            img = img.replace(affine=geometry.axis_aligned(img.affine))
+    if lossy:
+        for loss in losses:
+            img.record_loss(loss)
+    return img, losses
+
+
+class _Reshaped:
+    """A lazy reshape (Fortran order: the first axes vary fastest, as in NIfTI)."""
+
+    def __init__(self, data: Any, shape: tuple[int, ...]) -> None:
+        self._data = data
+        self.shape = shape
+        self.dtype = np.dtype(data.dtype)
+        self.ndim = len(shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = np.asarray(self._data).reshape(self.shape, order="F")
+        return arr if dtype is None else arr.astype(dtype)

@@ -1,0 +1,292 @@
+"""The ``anyconv`` command: a thin typer layer over the library.
+
+Only this module prints errors, always as one line: ``anyconv: error: <what> (<what to do>)``.
+Imports of numpy, the registry and plugins happen inside commands, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+
+
+class _DefaultToConvert(TyperGroup):
+    """``anyconv IN OUT`` means ``anyconv convert IN OUT``."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["convert", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultToConvert,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Convert medical images between formats, keeping world geometry and metadata.\n\n"
+    "anyconv INPUT OUTPUT converts (see `anyconv convert --help`).",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"anyconv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Convert medical images between formats, keeping world geometry and metadata."""
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"anyconv: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(quiet: bool, verbose: bool, debug: bool) -> None:
+    logger = logging.getLogger("anyconv")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    logger.addHandler(handler)
+    logger.propagate = False
+    level = logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    elif debug:
+        level = logging.DEBUG
+    elif verbose:
+        level = logging.INFO
+    logger.setLevel(level)
+
+
+def _error(message: str) -> None:
+    typer.echo(f"anyconv: error: {message}", err=True)
+
+
+@contextlib.contextmanager
+def _reported(debug: bool) -> Iterator[None]:
+    """Turn library errors into one line and the documented exit code."""
+    from .errors import AnyconvError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except AnyconvError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _error("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug: say so, exit 1
+        if debug:
+            traceback.print_exc()
+        _error(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(a bug in anyconv; run with --debug for the traceback and report it)"
+        )
+        raise typer.Exit(1) from None
+
+
+def _parse_pairs(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def convert(
+    input: Annotated[Path, typer.Argument(help="Input file or folder.", show_default=False, metavar="INPUT")],
+    output: Annotated[
+        Path,
+        typer.Argument(
+            help="Output file, or folder (ends in /, exists, or the input holds several images).",
+            show_default=False,
+            metavar="OUTPUT",
+        ),
+    ],
+    to: Annotated[str | None, typer.Option("--to", help="Output format id.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Input format id.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
+    lossy: Annotated[
+        bool, typer.Option("--lossy", help="Convert even when the target loses data; record it.")
+    ] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say which reader and writer were chosen and why.")
+    ] = False,
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            help="File name template for folder outputs: {series_number}, "
+            "{series_description}, {protocol}, {echo}, {modality}, {index}, {stem}.",
+        ),
+    ] = "{auto}",
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-O", help="KEY=VALUE passed to the reader and writer."),
+    ] = None,
+    transform: Annotated[
+        list[str] | None, typer.Option("--transform", "-t", help="Apply a transform by name.")
+    ] = None,
+    compress_level: Annotated[
+        int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Convert INPUT to OUTPUT (format from the suffix, or --to)."""
+    _setup_logging(quiet, verbose, debug)
+    extra = _parse_pairs(option)
+    with _reported(debug):
+        from . import get_registry
+        from .pipeline import ConvertRequest
+        from .pipeline import convert as run
+        from .specs import ReadOptions, WriteOptions
+
+        req = ConvertRequest(
+            src=input,
+            dst=output,
+            from_fmt=from_,
+            to_fmt=to,
+            force=force,
+            name_template=name,
+            read_options=ReadOptions(extra=extra),
+            write_options=WriteOptions(lossy=lossy, compress_level=compress_level, extra=extra),
+            transforms=[(t, extra) for t in transform or []],
+        )
+        say = (lambda line: typer.echo(line, err=True)) if explain else None
+        results = run(get_registry(), req, explain=say)
+        log = logging.getLogger("anyconv")
+        for result in results:
+            for loss in result.losses:
+                log.warning("%s: lost: %s", result.files[0], loss)
+            for note in result.notes:
+                log.info("%s: %s", result.files[0], note)
+            if not quiet:
+                typer.echo(" ".join(str(f) for f in result.files))
+
+
+def _image_summary(image: Any) -> dict[str, Any]:
+    from . import geometry
+
+    return {
+        "path": image.source,
+        "format": image.format,
+        "shape": list(image.shape),
+        "dtype": str(image.dtype),
+        "zooms": [round(z, 6) for z in image.zooms],
+        "affine": image.affine.tolist(),
+        "axcodes": "".join(image.axcodes),
+        "obliquity_deg": round(geometry.obliquity(image.affine), 4),
+        "scaling": {"slope": image.slope, "inter": image.inter},
+        "meta": image.meta.as_dict(),
+        "notes": list(image.notes),
+    }
+
+
+@app.command()
+def info(
+    input: Annotated[Path, typer.Argument(help="File or folder.", show_default=False, metavar="INPUT")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (list if several).")] = (
+        False
+    ),
+    from_: Annotated[str | None, typer.Option("--from", help="Input format id.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
+) -> None:
+    """Describe an image: format, shape, dtype, zooms, RAS affine, axis codes, metadata."""
+    _setup_logging(False, False, debug)
+    with _reported(debug):
+        from . import get_registry
+
+        images = get_registry().read(input, fmt=from_)
+        summaries = [_image_summary(img) for img in images]
+        if as_json:
+            payload: Any = summaries[0] if len(summaries) == 1 else summaries
+            typer.echo(json.dumps(payload, indent=2, default=str))
+            return
+        for s in summaries:
+            typer.echo(f"{s['path']}  [{s['format']}]")
+            typer.echo(f"  shape    {tuple(s['shape'])}  {s['dtype']}")
+            typer.echo(f"  zooms    {tuple(s['zooms'])} mm   axcodes {s['axcodes']}")
+            if s["obliquity_deg"]:
+                typer.echo(f"  oblique  {s['obliquity_deg']} deg")
+            if s["scaling"] != {"slope": 1.0, "inter": 0.0}:
+                typer.echo(f"  scaling  slope {s['scaling']['slope']:g} inter "
+                           f"{s['scaling']['inter']:g}")
+            typer.echo("  affine (voxel -> RAS mm)")
+            for row in s["affine"]:
+                typer.echo("    " + "  ".join(f"{v:11.5f}" for v in row))
+            for key, value in s["meta"].items():
+                typer.echo(f"  {key:<9} {value}")
+
+
+@app.command()
+def formats(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False,
+) -> None:
+    """List the formats of every installed plugin, with read/write capability."""
+    with _reported(False):
+        from . import get_registry
+
+        entries = get_registry().formats()
+        if as_json:
+            typer.echo(json.dumps(entries, indent=2))
+            return
+        for e in entries:
+            mode = ("r" if e["read"] else "-") + ("w" if e["write"] else "-")
+            exts = " ".join(e["extensions"]) + (" (folder)" if e.get("directory") else "")
+            typer.echo(f"{e['format']:<12} {mode}  {exts:<32} {e['plugin']}")
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False,
+) -> None:
+    """List installed plugins, their versions, and any that failed to load."""
+    with _reported(False):
+        from dataclasses import asdict
+
+        from . import get_registry
+
+        infos = get_registry().plugins()
+        if as_json:
+            typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
+            return
+        for i in infos:
+            extra = f"  {i.error}" if i.error else ""
+            typer.echo(f"{i.name:<14} {i.version or '-':<10} {i.status}{extra}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,125 @@
+"""Read NIfTI-1/2 and Analyze with nibabel; voxel data stays lazy until asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from anyconv.errors import ReadError
+from anyconv.model import Image, Meta, UnscaledProxy
+from anyconv.specs import ReadOptions
+
+_TIME_TO_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+_SPACE_UNITS = {"mm": "mm", "meter": "m", "micron": "um"}
+
+
+def read_nifti(path: Path, options: ReadOptions) -> Image:
+    """Read one NIfTI or Analyze image; the affine is the one nibabel chooses."""
+    try:
+        img = nib.load(str(path))
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+        raise ReadError(f"{path}: not a valid NIfTI/Analyze file: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ReadError(f"{path}: missing companion file {Path(exc.filename).name}") from exc
+    except (OSError, EOFError, ValueError) as exc:
+        raise ReadError(f"{path}: unreadable header: {exc}") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti1Pair, nib.AnalyzeImage)):
+        raise ReadError(f"{path}: nibabel reads this as {type(img).__name__}, not NIfTI/Analyze")
+    header = img.header
+    _check_size(path, img)
+    image = Image.from_nibabel(img)
+    if header.get_data_dtype().names:  # RGB24 / RGBA32: a trailing component axis
+        image = _split_rgb(image, header.get_data_dtype())
+    image.meta = _meta(header, image)
+    image.extras["nifti"] = _extras(header, img)
+    return image
+
+
+def _check_size(path: Path, img: Any) -> None:
+    """Refuse a header whose data could not fit the file, before anything is read."""
+    header = img.header
+    n = int(np.prod(header.get_data_shape(), dtype=np.int64))
+    need = n * header.get_data_dtype().itemsize + int(header.get_data_offset())
+    data_file = Path(img.file_map["image"].filename)
+    if data_file.name.lower().endswith(".gz"):
+        return  # checked when read; gzip hides the size
+    have = data_file.stat().st_size
+    if have < need:
+        raise ReadError(
+            f"{path}: truncated: header promises {need} bytes of data, file has {have}"
+        )
+
+
+def _split_rgb(image: Image, dtype: np.dtype) -> Image:
+    arr = np.asarray(image.data)
+    stacked = np.stack([arr[name] for name in dtype.names], axis=-1).astype(np.uint8)
+    out = image.replace(data=stacked)
+    out.meta.intent = "rgba" if len(dtype.names) == 4 else "rgb"
+    return out
+
+
+def _meta(header: Any, image: Image) -> Meta:
+    meta = Meta(intent=image.meta.intent)
+    if not isinstance(header, nib.Nifti1Header):
+        return meta
+    space, time = header.get_xyzt_units()
+    meta.spatial_unit = _SPACE_UNITS.get(space)
+    meta.time_unit = "s" if time in _TIME_TO_SECONDS else None
+    to_s = _TIME_TO_SECONDS.get(time, 1.0)
+    zooms = header.get_zooms()
+    if len(zooms) > 3 and zooms[3] > 0 and time in _TIME_TO_SECONDS:
+        meta.repetition_time = float(zooms[3]) * to_s
+    freq, phase, slice_ = header.get_dim_info()
+    meta.frequency_axis, meta.phase_axis, meta.slice_axis = freq, phase, slice_
+    duration = float(header["slice_duration"])
+    if duration > 0:
+        meta.slice_duration = duration * to_s
+        if slice_ is not None:
+            try:
+                times = header.get_slice_times()
+            except nib.spatialimages.HeaderDataError:
+                times = None
+            if times is not None and all(t is not None for t in times):
+                meta.slice_timing = [float(t) * to_s for t in times]
+    descrip = header["descrip"].tobytes().split(b"\x00")[0].decode("latin-1").strip()
+    meta.description = descrip or None
+    intent_name = header.get_intent()[0]
+    if intent_name not in ("none", None) and meta.intent is None:
+        meta.intent = intent_name
+    return meta
+
+
+def _extras(header: Any, img: Any) -> dict[str, Any]:
+    """What only NIfTI has, kept for a NIfTI-to-NIfTI round trip."""
+    if not isinstance(header, nib.Nifti1Header):
+        return {"version": 0, "analyze": True}
+    version = 2 if isinstance(header, nib.Nifti2Header) else 1
+    qform, qcode = header.get_qform(coded=True)
+    sform, scode = header.get_sform(coded=True)
+    intent, params, intent_name = header.get_intent()
+    return {
+        "version": version,
+        "qform": None if qform is None else np.asarray(qform).tolist(),
+        "qform_code": int(qcode),
+        "sform": None if sform is None else np.asarray(sform).tolist(),
+        "sform_code": int(scode),
+        "descrip": header["descrip"].tobytes().split(b"\x00")[0].decode("latin-1"),
+        "aux_file": header["aux_file"].tobytes().split(b"\x00")[0].decode("latin-1"),
+        "intent": intent,
+        "intent_params": [float(p) for p in params],
+        "intent_name": intent_name,
+        "xyzt_units": list(header.get_xyzt_units()),
+        "dim_info": list(header.get_dim_info()),
+        "pixdim": [float(p) for p in header["pixdim"]],
+        "slice_code": int(header["slice_code"]),
+        "slice_start": int(header["slice_start"]),
+        "slice_end": int(header["slice_end"]),
+        "slice_duration": float(header["slice_duration"]),
+        "toffset": float(header["toffset"]),
+        "cal_min": float(header["cal_min"]),
+        "cal_max": float(header["cal_max"]),
+        "extensions": [(int(e.get_code()), bytes(e.get_content())) for e in header.extensions],
+        "affine": np.asarray(img.affine).tolist(),
+    }

@@ -1,0 +1,167 @@
+"""Write NIfTI-1/2 with nibabel's header code, keeping stored values and scaling as given.
+
+nibabel's own ``save`` recomputes scaling from the data; we write the header and the stored
+array ourselves so an int16 image with a slope stays int16 with that slope.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from anyconv import geometry
+from anyconv.errors import LossyConversionError
+from anyconv.model import Image
+from anyconv.specs import WriteOptions
+from nibabel.openers import ImageOpener
+from nibabel.volumeutils import array_to_file
+
+_TIME_UNIT_SCALE = {"sec": 1.0, "msec": 1e3, "usec": 1e6}
+_SPACE_UNIT = {"mm": "mm", "m": "meter", "um": "micron"}
+DEFAULT_COMPRESS_LEVEL = 6
+_RGB = {3: np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]),
+        4: np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")])}  # fmt: skip
+
+
+def write_nifti1(image: Image, path: Path, options: WriteOptions) -> None:
+    """Write NIfTI-1 (``.nii``, ``.nii.gz``, or an ``.hdr``/``.img`` pair)."""
+    _write(image, path, options, version=1)
+
+
+def write_nifti2(image: Image, path: Path, options: WriteOptions) -> None:
+    """Write NIfTI-2 (``.nii``, ``.nii.gz``, or an ``.hdr``/``.img`` pair)."""
+    _write(image, path, options, version=2)
+
+
+def _write(image: Image, path: Path, options: WriteOptions, version: int) -> None:
+    pair = path.name.lower().endswith((".hdr", ".hdr.gz"))
+    header = _header_class(version, pair)()
+    data = image.stored()
+    if image.meta.intent in ("rgb", "rgba") and data.dtype == np.uint8 and data.shape[-1] in _RGB:
+        data = np.ascontiguousarray(data).view(_RGB[data.shape[-1]])[..., 0]
+    try:
+        header.set_data_shape(data.shape)
+    except nib.spatialimages.HeaderDataError as exc:
+        raise LossyConversionError(
+            f"{path.name}: NIfTI-{version} cannot hold shape {data.shape}: {exc}",
+            hint="use --to nifti2" if version == 1 else None,
+        ) from exc
+    header.set_data_dtype(data.dtype)
+    _set_geometry(header, image)
+    _set_fields(header, image)
+    if image.is_scaled:
+        header.set_slope_inter(image.slope, image.inter)
+    else:
+        header.set_slope_inter(np.nan, np.nan)
+    level = options.compress_level if options.compress_level is not None else DEFAULT_COMPRESS_LEVEL
+    if pair:
+        img_path = path.with_name(path.name[: -len(".hdr")] + ".img") if path.name.lower().endswith(
+            ".hdr") else path.with_name(path.name[: -len(".hdr.gz")] + ".img.gz")
+        header.set_data_offset(0)
+        with ImageOpener(str(path), "wb", compresslevel=level) as fh:
+            header.write_to(fh)
+        _write_array(data, img_path, 0, level)
+    else:
+        with ImageOpener(str(path), "wb", compresslevel=level) as fh:
+            header.write_to(fh)
+            array_to_file(data, fh, data.dtype, offset=header.get_data_offset(), order="F")
+
+
+def _write_array(data: np.ndarray, path: Path, offset: int, level: int) -> None:
+    with ImageOpener(str(path), "wb", compresslevel=level) as fh:
+        array_to_file(data, fh, data.dtype, offset=offset, order="F")
+
+
+def _header_class(version: int, pair: bool) -> Any:
+    if version == 2:
+        return nib.Nifti2PairHeader if pair else nib.Nifti2Header
+    return nib.Nifti1PairHeader if pair else nib.Nifti1Header
+
+
+def _chosen_affine(ext: dict[str, Any]) -> np.ndarray | None:
+    """The affine nibabel would read from the source header."""
+    affine = ext.get("affine")
+    return None if affine is None else np.asarray(affine, dtype=np.float64)
+
+
+def _set_geometry(header: Any, image: Image) -> None:
+    """qform and sform: the source's own when they still describe this image, else ours.
+
+    A new affine (another format, or reoriented) goes in both with code 1 (scanner), as ITK
+    and dcm2niix write; a sheared one goes whole in sform, and qform gets its nearest rigid
+    approximation, which we say in the image's notes.
+    """
+    affine = image.affine
+    zooms = geometry.zooms(affine)
+    ext = image.extras.get("nifti") or {}
+    source_affine = _chosen_affine(ext)
+    same = (
+        source_affine is not None
+        and ext.get("version", 0) > 0
+        and np.allclose(source_affine, affine, atol=1e-6)
+    )
+    if same:
+        qform, sform = ext.get("qform"), ext.get("sform")
+        qcode, scode = ext.get("qform_code", 0), ext.get("sform_code", 0)
+        if qcode > 0 and qform is not None:
+            header.set_qform(np.asarray(qform), code=int(qcode))
+        else:
+            header.set_qform(None, code=0)
+            header.set_zooms(tuple(zooms) + tuple(header.get_zooms()[3:]))
+        if scode > 0 and sform is not None:
+            header.set_sform(np.asarray(sform), code=int(scode))
+        else:
+            header.set_sform(None, code=0)
+        if qcode == 0 and scode == 0:
+            # Only pixdim gives the geometry; keep the affine in sform so nothing is lost.
+            header.set_sform(affine, code=1)
+        return
+    code = int(ext.get("sform_code") or 1) if ext.get("version", 0) > 0 else 1
+    header.set_sform(affine, code=code)
+    header.set_qform(affine, code=code, strip_shears=True)
+    if geometry.is_sheared(affine):
+        image.notes.append("sheared affine kept in sform; qform holds its rigid approximation")
+
+
+def _set_fields(header: Any, image: Image) -> None:
+    meta = image.meta
+    ext = image.extras.get("nifti") or {}
+    space = _SPACE_UNIT.get(meta.spatial_unit or "mm", "mm")
+    time = "sec"
+    if ext.get("xyzt_units") and ext["xyzt_units"][1] in _TIME_UNIT_SCALE:
+        time = ext["xyzt_units"][1]
+    header.set_xyzt_units(space, time)
+    zooms = list(header.get_zooms())
+    ndim = len(image.shape)
+    if ndim >= 4:
+        if meta.repetition_time:
+            zooms[3] = meta.repetition_time * _TIME_UNIT_SCALE[time]
+        elif ext.get("pixdim") and len(ext["pixdim"]) > 4:
+            zooms[3] = ext["pixdim"][4]
+        for axis in range(4, ndim):
+            pix = ext.get("pixdim") or []
+            if len(pix) > axis + 1 and pix[axis + 1] > 0:
+                zooms[axis] = pix[axis + 1]
+        header.set_zooms(zooms)
+    freq, phase, slice_ = meta.frequency_axis, meta.phase_axis, meta.slice_axis
+    if any(a is not None for a in (freq, phase, slice_)):
+        header.set_dim_info(freq, phase, slice_)
+    if meta.slice_duration and slice_ is not None:
+        header["slice_duration"] = meta.slice_duration * _TIME_UNIT_SCALE[time]
+    if ext.get("version", 0) > 0:
+        for key in ("slice_code", "slice_start", "slice_end", "toffset", "cal_min", "cal_max"):
+            header[key] = ext[key]
+        header["aux_file"] = ext.get("aux_file", "")[:24].encode("latin-1", "replace")
+        params = ext.get("intent_params") or []
+        header.set_intent(ext.get("intent", 0), tuple(params), name=ext.get("intent_name", ""))
+        for code, content in ext.get("extensions") or []:
+            header.extensions.append(nib.nifti1.Nifti1Extension(code, content))
+    elif meta.intent not in (None, "rgb", "rgba"):
+        try:
+            header.set_intent(meta.intent)
+        except KeyError:
+            image.notes.append(f"intent {meta.intent!r} has no NIfTI code; not stored")
+    descrip = meta.description if meta.description is not None else ext.get("descrip", "")
+    header["descrip"] = (descrip or "").encode("latin-1", "replace")[:80]
