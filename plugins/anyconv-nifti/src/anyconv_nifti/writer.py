@@ -6,6 +6,7 @@ array ourselves so an int16 image with a slope stays int16 with that slope.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ from anyconv import geometry
 from anyconv.errors import LossyConversionError
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
-from nibabel.openers import ImageOpener
 from nibabel.volumeutils import array_to_file
 
 _TIME_UNIT_SCALE = {"sec": 1.0, "msec": 1e3, "usec": 1e6}
@@ -60,24 +60,30 @@ def _write(image: Image, path: Path, options: WriteOptions, version: int) -> Non
         img_path = path.with_name(path.name[: -len(".hdr")] + ".img") if path.name.lower().endswith(
             ".hdr") else path.with_name(path.name[: -len(".hdr.gz")] + ".img.gz")
         header.set_data_offset(0)
-        with ImageOpener(str(path), "wb", compresslevel=level) as fh:
+        with _open(path, level) as fh:
             header.write_to(fh)
         _write_array(data, img_path, 0, level)
     else:
-        with ImageOpener(str(path), "wb", compresslevel=level) as fh:
+        with _open(path, level) as fh:
             header.write_to(fh)
             array_to_file(data, fh, data.dtype, offset=header.get_data_offset(), order="F")
 
 
 def _write_array(data: np.ndarray, path: Path, offset: int, level: int) -> None:
-    with ImageOpener(str(path), "wb", compresslevel=level) as fh:
+    with _open(path, level) as fh:
         array_to_file(data, fh, data.dtype, offset=offset, order="F")
+
+
+def _open(path: Path, level: int) -> Any:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "wb", compresslevel=level)
+    return path.open("wb")
 
 
 def _header_class(version: int, pair: bool) -> Any:
     if version == 2:
-        return nib.Nifti2PairHeader if pair else nib.Nifti2Header
-    return nib.Nifti1PairHeader if pair else nib.Nifti1Header
+        return nib.nifti2.Nifti2PairHeader if pair else nib.Nifti2Header
+    return nib.nifti1.Nifti1PairHeader if pair else nib.Nifti1Header
 
 
 def _chosen_affine(ext: dict[str, Any]) -> np.ndarray | None:
