@@ -36,7 +36,7 @@ _default_registry: Registry | None = None
 
 def get_registry() -> Registry:
     """The process-wide registry, built from installed plugins on first call."""
-    global _default_registry  # noqa: PLW0603
+    global _default_registry
     if _default_registry is None:
         from .registry import Registry
 

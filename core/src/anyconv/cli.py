@@ -121,7 +121,9 @@ def _parse_pairs(pairs: list[str] | None) -> dict[str, str]:
 
 @app.command()
 def convert(
-    input: Annotated[Path, typer.Argument(help="Input file or folder.", show_default=False, metavar="INPUT")],
+    input: Annotated[
+        Path, typer.Argument(help="Input file or folder.", show_default=False, metavar="INPUT")
+    ],
     output: Annotated[
         Path,
         typer.Argument(
@@ -216,7 +218,9 @@ def _image_summary(image: Any) -> dict[str, Any]:
 
 @app.command()
 def info(
-    input: Annotated[Path, typer.Argument(help="File or folder.", show_default=False, metavar="INPUT")],
+    input: Annotated[
+        Path, typer.Argument(help="File or folder.", show_default=False, metavar="INPUT")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (list if several).")] = (
         False
     ),
@@ -241,8 +245,9 @@ def info(
             if s["obliquity_deg"]:
                 typer.echo(f"  oblique  {s['obliquity_deg']} deg")
             if s["scaling"] != {"slope": 1.0, "inter": 0.0}:
-                typer.echo(f"  scaling  slope {s['scaling']['slope']:g} inter "
-                           f"{s['scaling']['inter']:g}")
+                typer.echo(
+                    f"  scaling  slope {s['scaling']['slope']:g} inter {s['scaling']['inter']:g}"
+                )
             typer.echo("  affine (voxel -> RAS mm)")
             for row in s["affine"]:
                 typer.echo("    " + "  ".join(f"{v:11.5f}" for v in row))

@@ -111,7 +111,7 @@ def voxel_to_world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
 
 def corner_indices(shape: Sequence[int]) -> np.ndarray:
     """Indices of the 8 corner voxels of the first three axes (8 x 3)."""
-    dims = [max(int(s), 1) for s in (list(shape[:3]) + [1, 1, 1])[:3]]
+    dims = [max(int(s), 1) for s in [*shape[:3], 1, 1, 1][:3]]
     return np.array(
         [[i, j, k] for i in (0, dims[0] - 1) for j in (0, dims[1] - 1) for k in (0, dims[2] - 1)],
         dtype=np.float64,

@@ -8,7 +8,6 @@ the final name.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -72,7 +71,7 @@ def commit_staged(staging: Path, folder: Path, *, force: bool) -> list[Path]:
         for src, dst in zip(staged, finals, strict=True):
             if dst.is_dir():
                 raise WriteError(f"{dst}: a folder is in the way")
-            os.replace(src, dst)
+            src.replace(dst)
             done.append(dst)
     except OSError as exc:
         for path in done:

@@ -26,7 +26,7 @@ class ArrayLike(Protocol):
     @property
     def dtype(self) -> np.dtype: ...  # noqa: D102
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray: ...  # noqa: D105
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray: ...
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Image:
 
     @property
     def dtype(self) -> np.dtype:
-        """dtype of the stored values."""
+        """Dtype of the stored values."""
         return np.dtype(self.data.dtype)
 
     @property
@@ -271,10 +271,8 @@ class Image:
         arr = sitk.GetArrayFromImage(img)
         nd = img.GetDimension()
         ncomp = img.GetNumberOfComponentsPerPixel()
-        if ncomp > 1:
-            spatial = np.moveaxis(arr, -1, 0).T  # i, j, k, ..., c
-        else:
-            spatial = arr.T
+        # z, y, x[, c] -> i, j, k[, c]
+        spatial = np.moveaxis(arr, -1, 0).T if ncomp > 1 else arr.T
         k = min(nd, 3)
         direction = np.asarray(img.GetDirection()).reshape(nd, nd)
         lps = np.eye(4)

@@ -50,7 +50,7 @@ def load_data(image: Image) -> Image:
         raise
     except MemoryError as exc:
         raise ReadError(f"{image.source}: too large to load into memory") from exc
-    except Exception as exc:  # noqa: BLE001 - corrupt data surfaces here, as one line
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ReadError(
             f"{image.source}: corrupt or truncated voxel data: {type(exc).__name__}"

@@ -152,7 +152,7 @@ class Registry:
                 module = ep.load()
                 self._pm.register(module, name=ep.name)
                 self._check(ep.name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+            except Exception as exc:
                 info.status = "broken"
                 info.error = f"{type(exc).__name__}: {exc}"
                 log.debug("plugin %s failed to load", ep.name, exc_info=True)
@@ -355,7 +355,7 @@ class Registry:
             raise
         except (MemoryError, RecursionError) as exc:
             raise ReadError(f"{path}: too large or deeply nested to read: {exc}") from exc
-        except Exception as exc:  # noqa: BLE001 - plugin failures on bad input become one line
+        except Exception as exc:
             raise ReadError(f"{path}: cannot read as {spec.format}: {_describe(exc)}") from exc
         images = [result] if not isinstance(result, Sequence) else list(result)
         for img in images:
@@ -434,7 +434,7 @@ class Registry:
                 func(fitted, staged, options)
             except AnyconvError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a failed write is one line, not a traceback
+            except Exception as exc:
                 raise WriteError(f"{path}: cannot write {spec.format}: {_describe(exc)}") from exc
             written = [path.parent / p.name for p in sorted(staged.parent.iterdir())]
         written.sort(key=lambda p: p.name != path.name)
@@ -442,7 +442,9 @@ class Registry:
         image.notes[:] = fitted.notes
         return written
 
-    def apply_transform(self, image: Image, name: str, options: dict[str, str] | None = None) -> Image:
+    def apply_transform(
+        self, image: Image, name: str, options: dict[str, str] | None = None
+    ) -> Image:
         """Run a transform by name on ``image``."""
         spec = self.transform_spec(name)
         func = load_target(spec.load, f"transform {name}")

@@ -39,8 +39,11 @@ def _registry(plugin: str) -> Registry:
 
 
 class ReaderConformance:
-    """Checks for a reader: light plugin module, corpus detected by content and read,
-    truncated input rejected quickly with ``ReadError``."""
+    """Checks for a reader.
+
+    Light plugin module, corpus detected by content and read, truncated input rejected
+    quickly with ``ReadError``.
+    """
 
     plugin: ClassVar[str]
     read_formats: ClassVar[tuple[str, ...]]
@@ -63,13 +66,15 @@ class ReaderConformance:
         out = []
         for path in self._cases(testdata):
             files = sorted(path.rglob("*")) if path.is_dir() else [path]
-            out += [f for f in files if f.is_file() and any(f.name.lower().endswith(e) for e in exts)]
+            out += [
+                f for f in files if f.is_file() and any(f.name.lower().endswith(e) for e in exts)
+            ]
         return out
 
     def test_plugin_module_is_light(self) -> None:
         code = (
-            "import importlib, sys; importlib.import_module(%r); "
-            "print(' '.join(m for m in %r if m in sys.modules))" % (self.plugin, HEAVY_MODULES)
+            f"import importlib, sys; importlib.import_module({self.plugin!r}); "
+            f"print(' '.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
         )
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -114,8 +119,11 @@ class ReaderConformance:
 
 
 class WriterConformance:
-    """Checks for a writer: oblique anisotropic round trips, an independent reader agrees,
-    outputs are atomic and never overwritten without force."""
+    """Checks for a writer.
+
+    Oblique anisotropic round trips, an independent reader agrees, outputs are atomic and
+    never overwritten without force.
+    """
 
     plugin: ClassVar[str]
     write_format: ClassVar[str]

@@ -8,7 +8,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from anyconv.errors import ReadError
-from anyconv.model import Image, Meta, UnscaledProxy
+from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
 
 _TIME_TO_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
@@ -47,9 +47,7 @@ def _check_size(path: Path, img: Any) -> None:
         return  # checked when read; gzip hides the size
     have = data_file.stat().st_size
     if have < need:
-        raise ReadError(
-            f"{path}: truncated: header promises {need} bytes of data, file has {have}"
-        )
+        raise ReadError(f"{path}: truncated: header promises {need} bytes of data, file has {have}")
 
 
 def _split_rgb(image: Image, dtype: np.dtype) -> Image:

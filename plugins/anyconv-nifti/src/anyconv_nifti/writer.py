@@ -41,6 +41,11 @@ def _write(image: Image, path: Path, options: WriteOptions, version: int) -> Non
     data = image.stored()
     if image.meta.intent in ("rgb", "rgba") and data.dtype == np.uint8 and data.shape[-1] in _RGB:
         data = np.ascontiguousarray(data).view(_RGB[data.shape[-1]])[..., 0]
+    if version == 1 and max(data.shape, default=0) > 32767:
+        raise LossyConversionError(
+            f"{path.name}: NIfTI-1 sizes stop at 32767, shape is {data.shape}",
+            hint="use --to nifti2",
+        )
     try:
         header.set_data_shape(data.shape)
     except nib.spatialimages.HeaderDataError as exc:
@@ -57,8 +62,11 @@ def _write(image: Image, path: Path, options: WriteOptions, version: int) -> Non
         header.set_slope_inter(np.nan, np.nan)
     level = options.compress_level if options.compress_level is not None else DEFAULT_COMPRESS_LEVEL
     if pair:
-        img_path = path.with_name(path.name[: -len(".hdr")] + ".img") if path.name.lower().endswith(
-            ".hdr") else path.with_name(path.name[: -len(".hdr.gz")] + ".img.gz")
+        img_path = (
+            path.with_name(path.name[: -len(".hdr")] + ".img")
+            if path.name.lower().endswith(".hdr")
+            else path.with_name(path.name[: -len(".hdr.gz")] + ".img.gz")
+        )
         header.set_data_offset(0)
         with _open(path, level) as fh:
             header.write_to(fh)
@@ -93,7 +101,7 @@ def _chosen_affine(ext: dict[str, Any]) -> np.ndarray | None:
 
 
 def _set_geometry(header: Any, image: Image) -> None:
-    """qform and sform: the source's own when they still describe this image, else ours.
+    """Qform and sform: the source's own when they still describe this image, else ours.
 
     A new affine (another format, or reoriented) goes in both with code 1 (scanner), as ITK
     and dcm2niix write; a sheared one goes whole in sform, and qform gets its nearest rigid
