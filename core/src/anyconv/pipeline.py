@@ -64,7 +64,7 @@ def plan_outputs(registry: Registry, images: list[Image], req: ConvertRequest) -
     folder = req.dst_is_folder or str(dst).endswith(("/", os.sep)) or dst.is_dir()
     if not folder and len(images) > 1:
         try:
-            registry.choose_writer(dst, req.to_fmt)
+            registry.choose_writer(dst)
         except AnyconvError:
             folder = True
         else:
