@@ -156,6 +156,13 @@ def convert(
     transform: Annotated[
         list[str] | None, typer.Option("--transform", "-t", help="Apply a transform by name.")
     ] = None,
+    sidecar: Annotated[
+        bool,
+        typer.Option(
+            "--sidecar/--no-sidecar",
+            help="Write a BIDS JSON (and .bval/.bvec) beside images with acquisition metadata.",
+        ),
+    ] = True,
     compress_level: Annotated[
         int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
     ] = None,
@@ -183,7 +190,9 @@ def convert(
             force=force,
             name_template=name,
             read_options=ReadOptions(extra=extra),
-            write_options=WriteOptions(lossy=lossy, compress_level=compress_level, extra=extra),
+            write_options=WriteOptions(
+                lossy=lossy, compress_level=compress_level, sidecar=sidecar, extra=extra
+            ),
             transforms=[(t, extra) for t in transform or []],
         )
         say = (lambda line: typer.echo(line, err=True)) if explain else None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from .detect import Candidate, rank, read_head, score_reader, suffixes_of
+from .detect import Candidate, matching_suffix, rank, read_head, score_reader, suffixes_of
 from .errors import (
     AnyconvError,
     FormatNotFoundError,
@@ -432,6 +432,13 @@ class Registry:
         with staged_output(path, force=force) as staged:
             try:
                 func(fitted, staged, options)
+                if options.sidecar:
+                    from .sidecar import wants_sidecar, write_sidecars
+
+                    if wants_sidecar(fitted):
+                        suffix = matching_suffix(path.name, spec.extensions) or ""
+                        stem = path.name[: len(path.name) - len(suffix)]
+                        write_sidecars(fitted, staged.parent, stem)
             except AnyconvError:
                 raise
             except Exception as exc:

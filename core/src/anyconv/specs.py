@@ -125,11 +125,14 @@ class WriteOptions:
     """What a writer is asked for.
 
     ``lossy`` means the user accepted a loss; the writer records what it dropped in
-    ``image.losses``. ``compress_level`` is ``None`` for the format's default.
+    ``image.losses``. ``compress_level`` is ``None`` for the format's default. ``sidecar``
+    lets core write a BIDS JSON (and .bval/.bvec) beside images that carry acquisition
+    metadata.
     """
 
     lossy: bool = False
     compress_level: int | None = None
+    sidecar: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
