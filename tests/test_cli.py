@@ -225,3 +225,20 @@ def test_geometry_survives_to_sitk_via_cli(testdata, tmp_path, run_cli):
     lps[:3, 3] = s.GetOrigin()[:3]
     ref = nib.load(str(src))
     assert_same_world(geometry.lps_to_ras(lps), ref.affine, ref.shape[:3], atol=1e-4)
+
+
+def test_python_api_read_write_convert(testdata, tmp_path):
+    import anyconv
+
+    img = anyconv.read(testdata / "nifti/nibabel/example4d.nii.gz")
+    assert img.shape == (128, 96, 24, 2)
+    assert img.format == "nifti1"
+    files = anyconv.write(img, tmp_path / "a.nii")
+    assert files == [tmp_path / "a.nii"]
+    with pytest.raises(anyconv.errors.OutputExistsError):
+        anyconv.write(img, tmp_path / "a.nii")
+    files = anyconv.convert(testdata / "nifti/niivue_nifti_space", tmp_path / "many")
+    assert sorted(f.name for f in files) == ["LPS.nii.gz", "PIR.nii.gz", "RAS.nii.gz"]
+    with pytest.raises(anyconv.errors.UsageError):
+        anyconv.read(testdata / "nifti/niivue_nifti_space")
+    assert len(anyconv.read_all(testdata / "nifti/niivue_nifti_space")) == 3

@@ -84,9 +84,23 @@ def convert(
     force: bool = False,
     lossy: bool = False,
 ) -> list[Path]:
-    """Convert one image file to another; return the files written."""
-    image = read(src, fmt=from_fmt)
-    return write(image, dst, fmt=to_fmt, force=force, lossy=lossy)
+    """Convert a file or folder as the CLI does; return every file written.
+
+    A folder input, or one holding several images, writes one file per image into ``dst``.
+    """
+    from .pipeline import ConvertRequest
+    from .pipeline import convert as run
+    from .specs import WriteOptions
+
+    req = ConvertRequest(
+        src=Path(src),
+        dst=Path(dst),
+        from_fmt=from_fmt,
+        to_fmt=to_fmt,
+        force=force,
+        write_options=WriteOptions(lossy=lossy),
+    )
+    return [f for written in run(get_registry(), req) for f in written.files]
 
 
 def __getattr__(name: str) -> Any:
