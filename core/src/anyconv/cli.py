@@ -109,6 +109,30 @@ def _reported(debug: bool) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+_TRANSFORMS_KEY = "anyconv.transforms"
+
+
+def _queue(ctx: typer.Context, entries: list[tuple[str, dict[str, str]]]) -> None:
+    """Transforms run in command-line order: click calls callbacks in that order."""
+    ctx.meta.setdefault(_TRANSFORMS_KEY, []).extend(entries)
+
+
+def _transform_option(ctx: typer.Context, values: list[str] | None) -> list[str] | None:
+    entries = []
+    for value in values or []:
+        name, _, rest = value.partition(":")
+        opts = _parse_pairs([p for p in rest.split(",") if p]) if rest else {}
+        entries.append((name, opts))
+    _queue(ctx, entries)
+    return values
+
+
+def _reorient_option(ctx: typer.Context, value: str | None) -> str | None:
+    if value is not None:
+        _queue(ctx, [("reorient", {"axcodes": value})])
+    return value
+
+
 def _parse_pairs(pairs: list[str] | None) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
@@ -121,6 +145,7 @@ def _parse_pairs(pairs: list[str] | None) -> dict[str, str]:
 
 @app.command()
 def convert(
+    ctx: typer.Context,
     input: Annotated[
         Path, typer.Argument(help="Input file or folder.", show_default=False, metavar="INPUT")
     ],
@@ -154,7 +179,21 @@ def convert(
         typer.Option("--option", "-O", help="KEY=VALUE passed to the reader and writer."),
     ] = None,
     transform: Annotated[
-        list[str] | None, typer.Option("--transform", "-t", help="Apply a transform by name.")
+        list[str] | None,
+        typer.Option(
+            "--transform",
+            "-t",
+            callback=_transform_option,
+            help="Apply a transform: NAME or NAME:KEY=VALUE,... (in command-line order).",
+        ),
+    ] = None,
+    reorient: Annotated[
+        str | None,
+        typer.Option(
+            "--reorient",
+            callback=_reorient_option,
+            help="Reorder voxel axes to AXCODES (RAS, LPS, PIR, ... or canonical).",
+        ),
     ] = None,
     sidecar: Annotated[
         bool,
@@ -193,7 +232,7 @@ def convert(
             write_options=WriteOptions(
                 lossy=lossy, compress_level=compress_level, sidecar=sidecar, extra=extra
             ),
-            transforms=[(t, extra) for t in transform or []],
+            transforms=list(ctx.meta.get(_TRANSFORMS_KEY, [])),
         )
         say = (lambda line: typer.echo(line, err=True)) if explain else None
         results = run(get_registry(), req, explain=say)

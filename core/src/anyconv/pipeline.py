@@ -110,9 +110,9 @@ def convert(
         check_writable(outputs, force=False)
     results = []
     for image, out in zip(images, outputs, strict=True):
+        image = load_data(image)
         for name, opts in req.transforms:
             image = registry.apply_transform(image, name, opts)
-        image = load_data(image)
         files = registry.write(
             image, out, fmt=req.to_fmt, force=req.force, options=req.write_options
         )
