@@ -61,9 +61,6 @@ class TestNifti1PairWriter(WriterConformance):
         assert path.with_suffix(".img").exists()
         return _nib_read(path)
 
-    def test_existing_output_needs_force(self):
-        pytest.skip("a pair writes two files; covered by test_pair_is_atomic")
-
 
 def _corpus(testdata):
     cases = [c for f in ("nifti1", "nifti2", "analyze") for c in manifest_cases(testdata, f)]
