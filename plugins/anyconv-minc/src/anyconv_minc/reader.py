@@ -57,9 +57,12 @@ def _minc2_header(path: Path, root: h5py.Group, image: h5py.Dataset) -> MincHead
         offsets = widths = None
         if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.shape[0] == length:
             offsets = np.asarray(obj[()], dtype=np.float64)
-            wobj = group.get(f"{name}-width")
-            if isinstance(wobj, h5py.Dataset) and wobj.shape == (length,):
-                widths = np.asarray(wobj[()], dtype=np.float64)
+            # libminc puts widths beside the dimension; its MINC1 layer (mincconcat) in info.
+            for where in ("dimensions", "info"):
+                wobj = root.get(f"{where}/{name}-width")
+                if isinstance(wobj, h5py.Dataset) and wobj.shape == (length,):
+                    widths = np.asarray(wobj[()], dtype=np.float64)
+                    break
         dims.append(Dim(name, length, attrs, offsets, widths))
     parent = image.parent
     imin, imin_dims = _scale_var(parent.get("image-min"))
@@ -68,7 +71,8 @@ def _minc2_header(path: Path, root: h5py.Group, image: h5py.Dataset) -> MincHead
     info_group = root.get("info")
     if isinstance(info_group, h5py.Group):
         for name, obj in info_group.items():
-            info[name] = _attrs(obj)
+            if not name.endswith("-width"):
+                info[name] = _attrs(obj)
 
     def load() -> np.ndarray:
         with h5py.File(path, "r") as fh:
@@ -225,7 +229,7 @@ def _minc1_header(path: Path, nc: Any) -> MincHeader:
         vattrs = dict(var._attributes)
         is_group = as_text(vattrs.get("vartype", "")).startswith("group") and not var.shape
         wanted = name in ("patient", "study", "acquisition") or is_group
-        if wanted and name not in ("image", "rootvariable"):
+        if wanted and name not in ("image", "rootvariable") and not name.endswith("-width"):
             info[name] = vattrs
     stored = dtype.newbyteorder(">")
 

@@ -68,12 +68,12 @@ def write_minc2(image: Image, path: Path, options: WriteOptions) -> None:
             for axis, info in spatial.items():
                 _spatial_dim(dims, info, arr.shape[axis])
             if has_time:
-                _time_dim(dims, image, arr.shape[3], extras)
+                _time_dim(root, image, arr.shape[3], extras)
             if has_vector:
                 _vector_dim(dims, arr.shape[-1])
             group = root.create_group("image").create_group("0")
             _image(group, file_view, names, vrange, irange, int(level))
-            _info(root.create_group("info"), info_from_meta(image.meta, extras))
+            _info(root.require_group("info"), info_from_meta(image.meta, extras))
     except (OSError, ValueError, TypeError) as exc:
         raise WriteError(f"{path}: cannot write MINC2: {exc}") from exc
 
@@ -259,8 +259,14 @@ def _spatial_dim(group: h5py.Group, info: dict[str, Any], length: int) -> None:
     _str_attr(ds, "units", "mm")
 
 
-def _time_dim(group: h5py.Group, image: Image, length: int, extras: dict[str, Any]) -> None:
-    """Regular time from the repetition time; irregular frames from BIDS frame timing."""
+def _time_dim(root: h5py.Group, image: Image, length: int, extras: dict[str, Any]) -> None:
+    """Regular time from the repetition time; irregular frames from BIDS frame timing.
+
+    Irregular frames are laid out as mincconcat writes them: offsets in the time dataset
+    (with its own ``dimorder``), widths in ``info/time-width``. libminc's MINC1 layer, which
+    minc-tools use, reads that layout and would take ``dimensions/time-width`` for a dimension.
+    """
+    group = root["dimensions"]
     source = (extras.get("dims") or {}).get("time") or {}
     starts = image.meta.bids.get("FrameTimesStart")
     durations = image.meta.bids.get("FrameDuration")
@@ -270,10 +276,14 @@ def _time_dim(group: h5py.Group, image: Image, length: int, extras: dict[str, An
         ds = _dim_dataset(group, "time", length, offsets)
         _str_attr(ds, "spacing", "irregular")
         _str_attr(ds, "alignment", "start_")
+        _str_attr(ds, "dimorder", "time")
         if isinstance(durations, list) and len(durations) == length:
-            width = group.create_dataset("time-width", data=np.asarray(durations, dtype=np.float64))
-            _standard(width, "dim-width")
-            width.attrs.create("length", np.uint32(length))
+            info = root.require_group("info")
+            width = info.create_dataset("time-width", data=np.asarray(durations, dtype=np.float64))
+            _standard(width, "dim-width____")
+            _str_attr(width, "dimorder", "time")
+            _str_attr(width, "spacing", "irregular")
+            _str_attr(width, "filtertype", "square____")
         step = float(np.diff(offsets).mean()) if length > 1 else 1.0
         start = float(offsets[0])
     else:
