@@ -1,0 +1,103 @@
+"""Write FreeSurfer MGH/MGZ with nibabel's header layout, streaming big-endian voxels.
+
+The affine becomes ``delta`` (column lengths), ``Mdc`` (unit columns) and ``c_ras`` (the world
+position of voxel ``dims / 2``), as FreeSurfer's save_mgh.m does. TR, TE, TI (ms) and the flip
+angle (radians) go in the footer; tags read from an MGH source are written back after it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from anyconv import geometry
+from anyconv.errors import LossyConversionError, WriteError
+from anyconv.model import Image
+from anyconv.specs import WriteOptions
+from nibabel.freesurfer.mghformat import DATA_OFFSET, MGHHeader, footer_dtype, header_dtype
+
+from .reader import vox2ras
+
+DEFAULT_COMPRESS_LEVEL = 1  # nibabel's and FreeSurfer's speed/size trade-off for .mgz
+_CODES = {"uint8": 0, "int32": 1, "float32": 3, "int16": 4}
+
+
+def write_mgh(image: Image, path: Path, options: WriteOptions) -> None:
+    """Write ``.mgh`` or gzipped ``.mgz``/``.mgh.gz``."""
+    path = Path(path)
+    data = image.stored()
+    shape = list(data.shape)
+    while len(shape) > 4 and shape[-1] == 1:
+        shape.pop()
+    if len(shape) > 4:
+        raise LossyConversionError(f"{path.name}: MGH holds at most 4 axes, not {len(shape)}")
+    dtype = np.dtype(data.dtype)
+    if dtype.name not in _CODES:
+        raise LossyConversionError(f"{path.name}: MGH cannot store {dtype}")
+    dims = shape + [1] * (4 - len(shape))
+    data = data.reshape(dims, order="F")
+    header = _header(image, dims, dtype)
+    level = (
+        options.compress_level if options.compress_level is not None else (DEFAULT_COMPRESS_LEVEL)
+    )
+    gz = path.name.lower().endswith((".mgz", ".gz"))
+    with gzip.open(path, "wb", compresslevel=level) if gz else path.open("wb") as fh:
+        block = header.binaryblock
+        fh.write(block[: header_dtype.itemsize].ljust(DATA_OFFSET, b"\x00"))
+        for chunk in _slabs(data):
+            fh.write(chunk)
+        fh.write(block[header_dtype.itemsize : header_dtype.itemsize + footer_dtype.itemsize])
+        tags = (image.extras.get("mgh") or {}).get("tags") or b""
+        if isinstance(tags, str):
+            tags = tags.encode("latin-1")
+        fh.write(bytes(tags))
+
+
+def _geometry(image: Image, dims: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """delta, Mdc (columns) and c_ras; an MGH source's own fields when they still fit."""
+    affine = np.asarray(image.affine, dtype=np.float64)
+    ext = image.extras.get("mgh") or {}
+    if ext.get("goodRASFlag", 0) > 0 and list(ext.get("dims", [])[:3]) == list(dims[:3]):
+        delta, mdc, c_ras = (
+            np.asarray(ext[k], dtype=np.float64) for k in ("delta", "Mdc", "c_ras")
+        )
+        if np.allclose(vox2ras(mdc, delta, c_ras, dims[:3]), affine, rtol=0, atol=1e-9):
+            return delta, mdc, c_ras  # unchanged: write the stored fields bit for bit
+    delta = geometry.zooms(affine)
+    if np.any(delta == 0):
+        raise WriteError("the affine has a zero-length voxel axis; MGH cannot hold it")
+    mdc = affine[:3, :3] / delta[None, :]
+    c_ras = affine[:3, :3] @ (np.asarray(dims[:3], dtype=np.float64) / 2.0) + affine[:3, 3]
+    return delta, mdc, c_ras
+
+
+def _header(image: Image, dims: list[int], dtype: np.dtype) -> MGHHeader:
+    delta, mdc, c_ras = _geometry(image, dims)
+    ext = image.extras.get("mgh") or {}
+    hdr = MGHHeader()
+    hdr["dims"] = dims
+    hdr["type"] = _CODES[dtype.name]
+    hdr["goodRASFlag"] = 1
+    hdr["delta"] = delta
+    hdr["Mdc"] = mdc.T
+    hdr["Pxyz_c"] = c_ras
+    hdr["dof"] = int(ext.get("dof", 0))
+    meta = image.meta
+    hdr["tr"] = (meta.repetition_time or 0.0) * 1000.0
+    hdr["te"] = (meta.echo_time or 0.0) * 1000.0
+    hdr["ti"] = (meta.inversion_time or 0.0) * 1000.0
+    hdr["flip_angle"] = math.radians(meta.flip_angle or 0.0)
+    hdr["fov"] = float(ext.get("fov", 0.0)) if ext else float(max(delta * np.asarray(dims[:3])))
+    return hdr
+
+
+def _slabs(data: Any) -> Iterator[memoryview]:
+    """Big-endian bytes in file order (i fastest), one volume slab at a time."""
+    t = np.asarray(data).T  # C order of the reversed axes = MGH's Fortran order
+    big = t.dtype.newbyteorder(">")
+    for index in np.ndindex(*t.shape[:-2]):
+        yield memoryview(np.ascontiguousarray(t[index], dtype=big)).cast("B")
