@@ -1,0 +1,262 @@
+"""Pixel decoding: each file read once, frames/tiles placed into the volume, lazily.
+
+pydicom's pixel handlers decode every transfer syntax the installed codecs cover (GDCM,
+pylibjpeg-openjpeg, pylibjpeg-rle, pyjpegls); 12-bit JPEG Extended, which none of those
+decodes, goes through imagecodecs (libjpeg-turbo) when it is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom  # noqa: TID253 - only reader.py imports this module
+from anyconv.errors import ReadError
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: TID253 - only reader.py imports this module
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: TID253 - only reader.py imports this module
+
+from .scan import Slice
+from .stack import Volume
+
+_JPEG_FAMILY = {
+    "1.2.840.10008.1.2.4.50": "JPEG Baseline",
+    "1.2.840.10008.1.2.4.51": "JPEG Extended",
+    "1.2.840.10008.1.2.4.57": "JPEG Lossless",
+    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
+}
+_CODEC_HINT = {
+    "1.2.840.10008.1.2.4.50": "python-gdcm or imagecodecs",
+    "1.2.840.10008.1.2.4.51": "imagecodecs (12-bit JPEG Extended)",
+    "1.2.840.10008.1.2.4.57": "python-gdcm",
+    "1.2.840.10008.1.2.4.70": "python-gdcm",
+    "1.2.840.10008.1.2.4.80": "pyjpegls or python-gdcm",
+    "1.2.840.10008.1.2.4.81": "pyjpegls or python-gdcm",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg or python-gdcm",
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle (or pydicom's own RLE decoder)",
+}
+
+
+def stored_dtype(ds: Dataset) -> np.dtype:
+    """Dtype of the stored values, as pydicom decodes them (12-bit unsigned fits int16)."""
+    if "FloatPixelData" in ds:
+        return np.dtype(np.float32)
+    if "DoubleFloatPixelData" in ds:
+        return np.dtype(np.float64)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    stored = int(ds.get("BitsStored", bits) or bits)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if bits == 1:
+        return np.dtype(np.uint8)
+    size = {8: 1, 16: 2, 32: 4, 64: 8}.get(bits, 2)
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        return np.dtype(f"u{size}")
+    if not signed and stored < bits:
+        return np.dtype(f"i{size}")  # fits, and NIfTI tools prefer signed (as dcm2niix)
+    return np.dtype(f"{'i' if signed else 'u'}{size}")
+
+
+def _decode(path: Path) -> np.ndarray:
+    """All frames of one file as (frames, rows, cols[, samples])."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as exc:
+        raise ReadError(f"{path}: cannot re-read DICOM: {exc}") from exc
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if not ts:
+        # No meta header: say how pydicom found the dataset encoded.
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        ts = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+        ds.file_meta = FileMetaDataset() if meta is None else meta
+        ds.file_meta.TransferSyntaxUID = ts
+        ts = str(ts)
+    try:
+        if ts == "1.2.840.10008.1.2.4.51" and int(ds.get("BitsStored", 8) or 8) > 8:
+            raise NotImplementedError("12-bit JPEG Extended: pydicom's codecs lack it")
+        arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
+        arr = _fallback(ds, ts, path, exc)
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    if nframes == 1:
+        arr = arr[None, ...]
+    if spp == 1 and arr.ndim != 3:
+        raise ReadError(f"{path}: decoded pixel data has shape {arr.shape}")
+    return arr
+
+
+def _fallback(ds: Dataset, ts: str, path: Path, exc: Exception) -> np.ndarray:
+    """12-bit JPEG (and others pydicom cannot) through imagecodecs, else a clear error."""
+    if ts in _JPEG_FAMILY:
+        try:
+            import imagecodecs
+            from pydicom.encaps import generate_frames
+        except ImportError:
+            pass
+        else:
+            nframes = int(ds.get("NumberOfFrames", 1) or 1)
+            frames = [
+                np.asarray(imagecodecs.jpeg8_decode(f))
+                for f in generate_frames(ds.PixelData, number_of_frames=nframes)
+            ]
+            arr = np.stack(frames) if nframes > 1 else frames[0]
+            dtype = stored_dtype(ds)
+            if int(ds.get("PixelRepresentation", 0) or 0) == 1 and arr.dtype.kind == "u":
+                bits = int(ds.get("BitsStored", 16))
+                arr = arr.astype(np.int32)
+                arr = np.where(arr >= 1 << (bits - 1), arr - (1 << bits), arr)
+            return arr.astype(dtype if int(ds.get("SamplesPerPixel", 1)) == 1 else arr.dtype)
+    hint = _CODEC_HINT.get(ts)
+    first = str(exc).strip().splitlines()
+    detail = first[-1] if first else type(exc).__name__
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ReadError(f"{path}: no pixel data") from exc
+    msg = f"{path}: cannot decode pixel data (transfer syntax {ts or '?'}): {detail}"
+    raise ReadError(msg + (f"; install {hint}" if hint else "")) from exc
+
+
+class VolumeProxy:
+    """Lazy voxel array of one volume: ``shape``, ``dtype``, ``__array__``.
+
+    Files are decoded once each when the array is asked for; with ``apply_scaling`` the
+    per-slice slope/intercept are applied (float32) because they differ across the volume.
+    """
+
+    def __init__(
+        self,
+        vol: Volume,
+        *,
+        apply_scaling: bool,
+        decoder: Callable[[Path], np.ndarray] = _decode,
+        tilt_shifts: list[tuple[float, float]] | None = None,
+    ) -> None:
+        first = vol.first
+        self._vol = vol
+        self._apply = apply_scaling
+        self._decoder = decoder
+        self._shifts = tilt_shifts
+        self._spp = int(first.ds.get("SamplesPerPixel", 1) or 1)
+        base = stored_dtype(first.ds)
+        self._dtype = np.dtype(np.float32) if (apply_scaling or tilt_shifts) else base
+        shape: tuple[int, ...] = (first.cols, first.rows, vol.nz)
+        if vol.nt > 1:
+            shape += (vol.nt,)
+        if self._spp > 1:
+            shape += (self._spp,)
+        self._shape = shape
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape without decoding anything."""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Dtype of the values ``__array__`` gives."""
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes."""
+        return len(self._shape)
+
+    def _expected_bytes(self) -> int:
+        return int(np.prod(self._shape)) * self._dtype.itemsize
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.empty(self._shape, dtype=self._dtype, order="F")
+        if self._spp == 1:
+            view = out.reshape((*out.shape[:3], -1), order="F")
+        else:
+            view = out.reshape((*out.shape[:3], -1, self._spp), order="F")
+        by_file: dict[Path, list[tuple[int, int, Slice]]] = defaultdict(list)
+        for t, row in enumerate(self._vol.grid):
+            for k, sl in enumerate(row):
+                by_file[sl.path].append((k, t, sl))
+        for path, items in by_file.items():
+            frames = self._decoder(path)
+            for k, t, sl in items:
+                img = _pick(frames, sl, path)
+                if self._apply:
+                    img = img.astype(np.float32) * np.float32(sl.slope) + np.float32(sl.inter)
+                if self._shifts is not None:
+                    img = _shift(img.astype(np.float32), self._shifts[k], sl)
+                # i = column, j = flipped row.
+                view[:, :, k, t, ...] = np.swapaxes(img[::-1], 0, 1)
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.asarray(self)[index]
+
+
+def _pick(frames: np.ndarray, sl: Slice, path: Path) -> np.ndarray:
+    """The 2D image of one slice record out of a decoded file."""
+    f = sl.frame or 0
+    if f >= frames.shape[0]:
+        raise ReadError(f"{path}: frame {f + 1} missing (file holds {frames.shape[0]})")
+    img = frames[f]
+    if sl.mosaic is not None and sl.tile is not None:
+        per_row, tr, tc = sl.mosaic
+        r0, c0 = (sl.tile // per_row) * tr, (sl.tile % per_row) * tc
+        img = img[r0 : r0 + tr, c0 : c0 + tc]
+    if img.shape[:2] != (sl.rows, sl.cols):
+        raise ReadError(f"{path}: image is {img.shape[:2]}, header says {(sl.rows, sl.cols)}")
+    return img
+
+
+def _shift(img: np.ndarray, shift: tuple[float, float], sl: Slice) -> np.ndarray:
+    """Resample a slice (rows, cols) by a (i, j) voxel shift, linear, zero outside."""
+    si, sj = shift
+    # i is the column index; j is the flipped row index, so a +j shift is a -row shift.
+    out = _shift_axis(img, si, axis=1)
+    return _shift_axis(out, -sj, axis=0)
+
+
+def _shift_axis(img: np.ndarray, s: float, axis: int) -> np.ndarray:
+    if abs(s) < 1e-6:
+        return img
+    n = img.shape[axis]
+    src = np.arange(n, dtype=np.float64) - s
+    lo = np.floor(src).astype(int)
+    w = (src - lo).astype(np.float32)
+    valid_lo = (lo >= 0) & (lo < n)
+    valid_hi = (lo + 1 >= 0) & (lo + 1 < n)
+    a = np.take(img, np.clip(lo, 0, n - 1), axis=axis)
+    b = np.take(img, np.clip(lo + 1, 0, n - 1), axis=axis)
+    shape = [1, 1]
+    shape[axis] = n
+    w = w.reshape(shape)
+    a = np.where(valid_lo.reshape(shape), a, 0)
+    b = np.where(valid_hi.reshape(shape), b, 0)
+    return (a * (1 - w) + b * w).astype(np.float32)
+
+
+def check_sizes(vol: Volume) -> None:
+    """Refuse a volume whose header promises more pixel bytes than its files can hold."""
+    total = 0
+    seen = set()
+    for row in vol.grid:
+        for sl in row:
+            if sl.path not in seen:
+                seen.add(sl.path)
+                with contextlib.suppress(OSError):
+                    total += sl.path.stat().st_size
+    first = vol.first
+    bits = int(first.ds.get("BitsAllocated", 16) or 16)
+    spp = int(first.ds.get("SamplesPerPixel", 1) or 1)
+    need = first.rows * first.cols * vol.nz * vol.nt * max(bits // 8, 1) * spp
+    ts = str(getattr(first.ds, "file_meta", {}).get("TransferSyntaxUID", ""))
+    compressed = ts not in ("", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+    if not compressed and need > total + 1024:
+        raise ReadError(
+            f"{first.path}: header promises {need} bytes of pixels, the files hold {total}"
+        )

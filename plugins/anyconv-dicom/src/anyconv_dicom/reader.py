@@ -1,0 +1,179 @@
+"""DICOM reader: files or folders to one ``Image`` per output volume.
+
+The header scan reads no pixel data; grouping, sorting and geometry follow dcm2niix so the
+results match its NIfTI output voxel for voxel. Voxels are decoded lazily, file by file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from anyconv.errors import LossyConversionError, ReadError, UsageError
+from anyconv.model import Image
+from anyconv.specs import ReadOptions
+
+from . import __version__
+from .meta import build_meta
+from .pixels import VolumeProxy, check_sizes
+from .scan import Slice, iter_files, read_header, slices_of
+from .stack import Volume, build_volumes, correct_tilt, group_slices
+
+log = logging.getLogger("anyconv")
+
+TILT_POLICIES = ("correct", "keep", "error")
+#: Slice-offset angles from the normal below this (degrees) are rounding, not tilt.
+TILT_TOL_DEG = 0.01
+
+
+def scan(paths: Iterable[Path]) -> list[Slice]:
+    """Slice records of every readable DICOM image file; others skipped with a warning."""
+    out: list[Slice] = []
+    for path in iter_files(paths):
+        ds = read_header(path)
+        if ds is None:
+            continue
+        try:
+            out.extend(slices_of(path, ds))
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            log.warning("skipping %s: unusable DICOM header: %s", path, exc)
+    return out
+
+
+def volumes(paths: Iterable[Path]) -> list[Volume]:
+    """Every output volume, in series-number order, before any pixel is decoded."""
+    slices = scan(paths)
+    vols: list[Volume] = []
+    for group in group_slices(slices):
+        vols.extend(build_volumes(group))
+    vols.sort(key=_volume_sort_key)
+    return vols
+
+
+def _volume_sort_key(vol: Volume) -> tuple:
+    ds = vol.first.ds
+    try:
+        number = int(ds.get("SeriesNumber", 0) or 0)
+    except (TypeError, ValueError):
+        number = 0
+    echo = vol.first.echo_number or 0
+    first_order = min(sl.order for row in vol.grid for sl in row)
+    return (number, str(ds.get("SeriesInstanceUID", "")), echo, first_order)
+
+
+def read_dicom(path: Path, options: ReadOptions) -> list[Image]:
+    """Read a DICOM file or folder (recursively) as one image per series split.
+
+    Options: ``tilt=correct|keep|error`` (default ``correct``) for gantry tilt.
+    """
+    path = Path(path)
+    tilt = str(options.extra.get("tilt", "correct")).lower()
+    if tilt not in TILT_POLICIES:
+        raise UsageError(f"tilt={tilt!r}: expected one of {', '.join(TILT_POLICIES)}")
+    vols = volumes([path])
+    if not vols:
+        raise ReadError(f"{path}: no DICOM image found")
+    images = [to_image(v, tilt=tilt) for v in vols]
+    _disambiguate(images)
+    return images
+
+
+def to_image(vol: Volume, *, tilt: str = "correct") -> Image:
+    """One volume as a lazily loaded ``Image`` with metadata."""
+    check_sizes(vol)
+    slopes = {(sl.slope, sl.inter) for row in vol.grid for sl in row}
+    uniform = len(slopes) == 1
+    notes = list(vol.notes)
+    losses: list[str] = []
+    affine = vol.affine
+    shifts = None
+    if vol.tilt_deg > TILT_TOL_DEG and vol.nz > 1:
+        what = f"slices offset {vol.tilt_deg:.3f} deg from their normal (gantry tilt or shear)"
+        if tilt == "error":
+            raise LossyConversionError(
+                f"{vol.first.path}: {what}", hint="use --option tilt=correct or tilt=keep"
+            )
+        if tilt == "correct":
+            fix = correct_tilt(vol)
+            shifts, affine = fix["shifts"], fix["affine"]
+            notes.append(f"{what}: resampled onto a grid orthogonal to the slices")
+            losses.append("gantry tilt corrected by linear resampling")
+        else:
+            notes.append(f"{what}: kept as a sheared affine")
+    proxy = VolumeProxy(vol, apply_scaling=not uniform, tilt_shifts=shifts)
+    slope, inter = (1.0, 0.0)
+    if uniform:
+        slope, inter = next(iter(slopes))
+    else:
+        notes.append("rescale slope/intercept vary across slices: applied, stored as float32")
+    meta = build_meta(vol, affine, proxy.shape)
+    meta.bids["ConversionSoftware"] = "anyconv"
+    meta.bids["ConversionSoftwareVersion"] = __version__
+    img = Image(
+        proxy,
+        affine,
+        slope=slope if slope != 0 else 1.0,
+        inter=inter,
+        meta=meta,
+        notes=notes,
+        losses=losses,
+        source=str(vol.first.path),
+        format="dicom",
+    )
+    img.extras["dicom"] = {
+        "SeriesInstanceUID": str(vol.first.ds.get("SeriesInstanceUID", "")),
+        "files": len({sl.path for row in vol.grid for sl in row}),
+        "tilt_deg": vol.tilt_deg,
+        "uneven_spacing": vol.uneven,
+    }
+    return img
+
+
+def _disambiguate(images: list[Image]) -> None:
+    """Outputs that would share a name get an index suffix in their description."""
+    seen: dict[tuple, int] = {}
+    for img in images:
+        key = (img.meta.series_number, img.meta.series_description, img.meta.bids.get("EchoNumber"))
+        seen[key] = seen.get(key, 0) + 1
+    counters: dict[tuple, int] = {}
+    for img in images:
+        key = (img.meta.series_number, img.meta.series_description, img.meta.bids.get("EchoNumber"))
+        if seen[key] > 1:
+            counters[key] = counters.get(key, 0) + 1
+            suffix = _split_suffix(img) or f"i{counters[key]:02d}"
+            img.meta.series_description = f"{img.meta.series_description or ''}_{suffix}"
+
+
+def _split_suffix(img: Image) -> str | None:
+    """A readable reason for a split (phase, field map, orientation...), else ``None``."""
+    itype = [str(t).upper() for t in img.meta.bids.get("ImageType", [])]
+    for marker, name in (
+        ("FIELD_MAP", "fieldmaphz"),
+        ("PHASE", "ph"),
+        ("P", "ph"),
+        ("REAL", "real"),
+        ("IMAGINARY", "imaginary"),
+    ):
+        if marker in itype:
+            return name
+    return None
+
+
+def series_table(paths: Iterable[Path]) -> list[dict[str, object]]:
+    """What ``info`` lists for a folder: one row per output volume, no pixel decoded."""
+    rows = []
+    for vol in volumes(paths):
+        ds = vol.first.ds
+        shape = (vol.first.cols, vol.first.rows, vol.nz) + ((vol.nt,) if vol.nt > 1 else ())
+        rows.append(
+            {
+                "series_number": ds.get("SeriesNumber"),
+                "description": str(ds.get("SeriesDescription", "")),
+                "modality": str(ds.get("Modality", "")),
+                "shape": shape,
+                "files": len({sl.path for row in vol.grid for sl in row}),
+                "echo": vol.first.echo_number,
+            }
+        )
+    return rows

@@ -1,0 +1,690 @@
+"""Header scan: every DICOM file in a folder to 2D slice records, without reading pixels.
+
+A classic file gives one record, a Siemens mosaic one record per tile, an enhanced or other
+multi-frame file one record per frame. Records carry what grouping, sorting, geometry,
+scaling and the sidecar need; the dataset itself is read with large elements deferred.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom  # noqa: TID253 - only reader.py imports this module
+from pydicom.dataset import Dataset  # noqa: TID253 - only reader.py imports this module
+from pydicom.errors import InvalidDicomError  # noqa: TID253 - only reader.py imports this module
+from pydicom.multival import MultiValue  # noqa: TID253 - only reader.py imports this module
+
+from .csa import csa_float, csa_floats, parse_csa
+
+log = logging.getLogger("anyconv")
+
+#: Elements larger than this are read from the file only when asked for.
+DEFER_SIZE = 16384
+_DICOMDIR_SOP = "1.2.840.10008.1.3.10"
+_NON_IMAGE_SOPS = {
+    _DICOMDIR_SOP,
+    "1.2.840.10008.5.1.4.1.1.66",  # raw data
+    "1.2.840.10008.5.1.4.1.1.88.11",  # SR
+    "1.2.840.10008.5.1.4.1.1.88.22",
+    "1.2.840.10008.5.1.4.1.1.88.33",
+    "1.2.840.10008.5.1.4.1.1.104.1",  # encapsulated PDF
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT structure set
+    "1.2.840.10008.5.1.4.1.1.481.5",  # RT plan
+}
+
+
+@dataclass
+class Slice:
+    """One 2D image (a file, a frame or a mosaic tile) with what stacking needs."""
+
+    path: Path
+    ds: Dataset
+    rows: int
+    cols: int
+    iop: np.ndarray | None
+    ipp: np.ndarray | None
+    spacing: tuple[float, float]  # (between rows, between columns) = PixelSpacing
+    frame: int | None = None
+    tile: int | None = None
+    mosaic: tuple[int, int, int] | None = None  # (tiles per row, tile rows, tile cols)
+    normal: np.ndarray | None = None  # slice normal to sort along (CSA for mosaics)
+    slope: float = 1.0
+    inter: float = 0.0
+    key: tuple = ()
+    order: tuple = ()
+    echo_time: float | None = None  # ms
+    echo_number: int | None = None
+    acq_time: float | None = None  # s since midnight
+    bval: float | None = None
+    bvec: np.ndarray | None = None  # LPS patient frame
+    slice_time: float | None = None  # s, mosaic tiles (CSA MosaicRefAcqTimes)
+    thickness: float | None = None
+    between: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Every file under the given files and folders, sorted, hidden names skipped."""
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p).parts
+                if f.is_file() and not any(part.startswith(".") for part in rel):
+                    yield f
+        elif p.is_file():
+            yield p
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """Preamble + ``DICM``, or a dataset starting with a group 0002/0008 tag (no preamble)."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group_le = int.from_bytes(head[0:2], "little")
+    elem_le = int.from_bytes(head[2:4], "little")
+    group_be = int.from_bytes(head[0:2], "big")
+    return (group_le in (0x0002, 0x0008) and elem_le < 0x0100) or (
+        group_be == 0x0008 and int.from_bytes(head[2:4], "big") < 0x0100
+    )
+
+
+def read_header(path: Path) -> Dataset | None:
+    """The dataset without pixel data, or ``None`` (with a warning) when it is not DICOM."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        log.warning("skipping %s: cannot read: %s", path, exc.strerror or exc)
+        return None
+    if not looks_like_dicom(head):
+        log.warning("skipping %s: not a DICOM file", path)
+        return None
+    try:
+        ds = pydicom.dcmread(
+            path, stop_before_pixels=True, defer_size=DEFER_SIZE, force=head[128:132] != b"DICM"
+        )
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct_error()) as exc:
+        log.warning("skipping %s: corrupt DICOM header: %s", path, _one_line(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
+        log.warning("skipping %s: corrupt DICOM header: %s", path, _one_line(exc))
+        return None
+    if "Rows" not in ds or "Columns" not in ds:
+        sop = str(ds.get("SOPClassUID", ""))
+        if sop == _DICOMDIR_SOP or path.name.upper() == "DICOMDIR":
+            log.debug("ignoring DICOMDIR %s", path)
+        else:
+            log.warning("skipping %s: DICOM without an image (SOP class %s)", path, sop or "?")
+        return None
+    return ds
+
+
+def struct_error() -> type[Exception]:
+    """``struct.error`` (imported lazily to keep the except clause short)."""
+    import struct
+
+    return struct.error
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# -- small readers of header values ----------------------------------------------------------
+def fnum(ds: Dataset, keyword: str, default: float | None = None) -> float | None:
+    """A numeric element as float (first value), or ``default``."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - a malformed DS/IS value
+        return default
+    if value is None or value == "":
+        return default
+    if isinstance(value, (list, tuple, MultiValue)):
+        if not value:
+            return default
+        value = value[0]
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return default
+    return out if math.isfinite(out) else default
+
+
+def fvec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
+    """A multi-valued numeric element of exactly ``n`` values, or ``None``."""
+    try:
+        value = ds.get(keyword)
+        if value is None:
+            return None
+        arr = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        return None
+    return arr
+
+
+def private(ds: Dataset, group: int, creator: str, elem: int) -> Any:
+    """Value of a private element by creator name, or ``None``."""
+    try:
+        block = ds.private_block(group, creator)
+        return block[elem].value
+    except (KeyError, ValueError):
+        return None
+
+
+def tm_seconds(value: Any) -> float | None:
+    """DICOM TM (``HHMMSS.frac``) to seconds after midnight."""
+    if value is None:
+        return None
+    text = str(value).strip().replace(":", "")
+    if len(text) < 2:
+        return None
+    try:
+        hh = int(text[0:2])
+        mm = int(text[2:4]) if len(text) >= 4 else 0
+        ss = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hh * 3600 + mm * 60 + ss
+
+
+def image_type(ds: Dataset) -> tuple[str, ...]:
+    """ImageType values, upper case."""
+    try:
+        value = ds.get("ImageType")
+    except Exception:  # noqa: BLE001
+        return ()
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split("\\")
+    return tuple(str(v).upper() for v in value)
+
+
+def manufacturer(ds: Dataset) -> str:
+    """Short vendor name as dcm2niix writes it (Siemens, GE, Philips, Canon...)."""
+    text = str(ds.get("Manufacturer", "")).upper()
+    for key, name in (
+        ("SIEMENS", "Siemens"),
+        ("GE ", "GE"),
+        ("GE", "GE"),
+        ("PHILIPS", "Philips"),
+        ("TOSHIBA", "Canon"),
+        ("CANON", "Canon"),
+        ("HITACHI", "Hitachi"),
+        ("UIH", "UIH"),
+        ("BRUKER", "Bruker"),
+    ):
+        if text.startswith(key) or key.strip() in text.split():
+            return name
+    return str(ds.get("Manufacturer", "")).strip() or "Unknown"
+
+
+def _seq_item(ds: Dataset | None, keyword: str) -> Dataset | None:
+    if ds is None:
+        return None
+    try:
+        seq = ds.get(keyword)
+    except Exception:  # noqa: BLE001
+        return None
+    if not seq:
+        return None
+    try:
+        return seq[0]
+    except (IndexError, TypeError):
+        return None
+
+
+def _fg(groups: list[Dataset | None], keyword: str) -> Dataset | None:
+    """First functional-group macro item found, per-frame before shared."""
+    for g in groups:
+        item = _seq_item(g, keyword)
+        if item is not None:
+            return item
+    return None
+
+
+# -- slice records ---------------------------------------------------------------------------
+def slices_of(path: Path, ds: Dataset) -> list[Slice]:
+    """Slice records of one file: classic, mosaic tiles, or frames."""
+    try:
+        nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        nframes = 1
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        return _enhanced_slices(path, ds, nframes)
+    base = _classic_slice(path, ds)
+    if nframes > 1:
+        return _plain_multiframe(base, ds, nframes)
+    mosaic = _mosaic_tiles(base, ds)
+    return mosaic if mosaic is not None else [base]
+
+
+def _common_key(ds: Dataset) -> tuple:
+    sop = str(ds.get("SOPClassUID", ""))
+    return (
+        str(ds.get("SeriesInstanceUID", "")),
+        sop,
+        int(ds.get("SamplesPerPixel", 1) or 1),
+        int(ds.get("BitsAllocated", 16) or 16),
+    )
+
+
+def _classic_slice(path: Path, ds: Dataset) -> Slice:
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    iop = fvec(ds, "ImageOrientationPatient", 6)
+    ipp = fvec(ds, "ImagePositionPatient", 3)
+    ps = fvec(ds, "PixelSpacing", 2)
+    if ps is None:
+        ps = fvec(ds, "ImagerPixelSpacing", 2)
+    spacing = (float(ps[0]), float(ps[1])) if ps is not None and np.all(ps > 0) else (1.0, 1.0)
+    slope = fnum(ds, "RescaleSlope", 1.0) or 1.0
+    inter = fnum(ds, "RescaleIntercept", 0.0) or 0.0
+    if "DoseGridScaling" in ds:
+        slope *= fnum(ds, "DoseGridScaling", 1.0) or 1.0
+    vendor = manufacturer(ds)
+    itype = image_type(ds)
+    echo_num = fnum(ds, "EchoNumbers")
+    te = fnum(ds, "EchoTime")
+    sl = Slice(
+        path=path,
+        ds=ds,
+        rows=rows,
+        cols=cols,
+        iop=iop,
+        ipp=ipp,
+        spacing=spacing,
+        slope=slope,
+        inter=inter,
+        echo_time=te,
+        echo_number=int(echo_num) if echo_num is not None else None,
+        acq_time=tm_seconds(ds.get("AcquisitionTime")),
+        thickness=fnum(ds, "SliceThickness"),
+        between=fnum(ds, "SpacingBetweenSlices"),
+    )
+    if vendor == "Philips":
+        _philips_scale(sl, ds)
+    coil = private(ds, 0x0051, "SIEMENS MR HEADER", 0x0F) if vendor == "Siemens" else None
+    sl.key = (
+        *_common_key(ds),
+        _round_iop(iop),
+        rows,
+        cols,
+        _round_spacing(spacing),
+        sl.echo_number,
+        round(te, 3) if te is not None else None,
+        _type_key(itype),
+        str(coil) if coil and "HEA;HEP" not in str(coil) and not _combined_coil(coil) else None,
+    )
+    sl.order = (
+        fnum(ds, "TemporalPositionIdentifier", 0) or 0,
+        fnum(ds, "InstanceNumber", 0) or 0,
+        sl.acq_time or 0.0,
+        str(path),
+    )
+    _diffusion_classic(sl, ds, vendor)
+    return sl
+
+
+def _combined_coil(coil: Any) -> bool:
+    """Siemens coil strings with ';' or '-' name several coils: a combined image."""
+    text = str(coil)
+    return ";" in text or "-" in text or text.upper().startswith(("T:", "C:"))
+
+
+def _type_key(itype: tuple[str, ...]) -> tuple[str, ...]:
+    """ImageType as a grouping key: the first values and any complex part marker."""
+    return tuple(itype[:5])
+
+
+def _round_iop(iop: np.ndarray | None) -> tuple | None:
+    return None if iop is None else tuple(np.round(iop, 4).tolist())
+
+
+def _round_spacing(spacing: tuple[float, float]) -> tuple[float, float]:
+    return (round(spacing[0], 4), round(spacing[1], 4))
+
+
+def _philips_scale(sl: Slice, ds: Dataset) -> None:
+    """Philips precise values, as dcm2niix ``-p y``: FP = SV / SS + RI / (RS * SS).
+
+    Frames whose real-world value mapping has physical units (a B0 map in Hz) keep that
+    mapping instead, as dcm2niix does.
+    """
+    rwvm = _seq_item(ds, "RealWorldValueMappingSequence")
+    if rwvm is not None:
+        units = _seq_item(rwvm, "MeasurementUnitsCodeSequence")
+        code = str(units.get("CodeValue", "")).strip() if units is not None else ""
+        rws, rwi = fnum(rwvm, "RealWorldValueSlope"), fnum(rwvm, "RealWorldValueIntercept")
+        if code not in ("", "1") and rws:
+            sl.slope, sl.inter = rws, rwi or 0.0
+            sl.extra["units"] = code
+            return
+    ss = _philips_private_ss(ds)
+    if ss is None or not math.isfinite(ss) or ss == 0 or sl.slope == 0:
+        return
+    sl.extra["philips_display"] = (sl.slope, sl.inter)
+    sl.inter = sl.inter / (sl.slope * ss)
+    sl.slope = 1.0 / ss
+
+
+def _diffusion_classic(sl: Slice, ds: Dataset, vendor: str) -> None:
+    bval = fnum(ds, "DiffusionBValue")
+    bvec = fvec(ds, "DiffusionGradientOrientation", 3)
+    if bvec is not None and bval is not None:
+        pass
+    elif vendor == "Siemens":
+        csa = csa_image(ds)
+        b = csa_float(csa, "B_value")
+        if b is not None:
+            bval = b if bval is None else bval
+            vec = csa_floats(csa, "DiffusionGradientDirection")
+            bvec = np.asarray(vec[:3]) if len(vec) >= 3 else np.zeros(3)
+    elif vendor == "GE":
+        raw = private(ds, 0x0043, "GEMS_PARM_01", 0x39)
+        if raw is not None:
+            try:
+                bval = float(raw[0]) % 1e9 if not isinstance(raw, (str, bytes)) else None
+            except (TypeError, ValueError, IndexError):
+                bval = None
+            comps = [private(ds, 0x0019, "GEMS_ACQU_01", e) for e in (0xBB, 0xBC, 0xBD)]
+            try:
+                bvec = np.asarray([float(c) for c in comps])
+                sl.extra["ge_bvec"] = True
+            except (TypeError, ValueError):
+                bvec = None
+    elif vendor == "Philips":
+        b = private(ds, 0x2001, "Philips Imaging DD 001", 0x03)
+        if b is not None:
+            try:
+                bval = float(b)
+                comps = [
+                    private(ds, 0x2005, "Philips MR Imaging DD 001", e) for e in (0xB0, 0xB1, 0xB2)
+                ]
+                # Philips stores AP, FH, RL: reorder to LPS x, y, z = RL, AP, FH.
+                bvec = np.asarray([float(comps[2]), float(comps[0]), float(comps[1])])
+            except (TypeError, ValueError):
+                bvec = None
+    if bval is not None:
+        sl.bval = float(bval)
+        sl.bvec = bvec if bvec is not None and bvec.shape == (3,) else np.zeros(3)
+
+
+def find_private(ds: Dataset, group: int, creator_prefix: str, low: int, depth: int = 3) -> Any:
+    """A private element (by creator prefix and low element byte) anywhere in nested items.
+
+    Siemens XA keeps phase-encoding polarity and bandwidth in private sequences of the
+    functional groups, so a flat lookup misses them.
+    """
+    creators: dict[int, str] = {}
+    for elem in ds:
+        tag = elem.tag
+        if tag.group == group and 0x10 <= tag.element <= 0xFF:
+            creators[tag.element] = str(elem.value)
+    for elem in ds:
+        tag = elem.tag
+        if (
+            tag.group == group
+            and tag.element >= 0x1000
+            and (tag.element & 0xFF) == low
+            and creators.get(tag.element >> 8, "").startswith(creator_prefix)
+        ):
+            return elem.value
+    if depth > 0:
+        for elem in ds:
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    found = find_private(item, group, creator_prefix, low, depth - 1)
+                    if found is not None:
+                        return found
+                    break
+    return None
+
+
+def csa_image(ds: Dataset) -> dict[str, list[str]]:
+    """The parsed Siemens CSA image header of a dataset (cached on it)."""
+    cached = getattr(ds, "_anyconv_csa", None)
+    if cached is not None:
+        return cached
+    raw = private(ds, 0x0029, "SIEMENS CSA HEADER", 0x10)
+    csa = parse_csa(raw if isinstance(raw, bytes) else None)
+    object.__setattr__(ds, "_anyconv_csa", csa)
+    return csa
+
+
+def csa_series(ds: Dataset) -> dict[str, list[str]]:
+    """The parsed Siemens CSA series header of a dataset."""
+    raw = private(ds, 0x0029, "SIEMENS CSA HEADER", 0x20)
+    return parse_csa(raw if isinstance(raw, bytes) else None)
+
+
+def _mosaic_tiles(base: Slice, ds: Dataset) -> list[Slice] | None:
+    """A Siemens mosaic as one record per tile, positions corrected as nibabel/dcm2niix do."""
+    itype = image_type(ds)
+    if "MOSAIC" not in itype or manufacturer(ds) != "Siemens":
+        return None
+    n = private(ds, 0x0019, "SIEMENS MR HEADER", 0x0A)
+    csa = csa_image(ds)
+    try:
+        n = int(n) if n is not None else int(csa_float(csa, "NumberOfImagesInMosaic") or 0)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or base.iop is None or base.ipp is None:
+        return None
+    per_row = math.ceil(math.sqrt(n))
+    trows, tcols = base.rows // per_row, base.cols // per_row
+    if trows < 1 or tcols < 1:
+        return None
+    rowcos, colcos = base.iop[:3], base.iop[3:]
+    normal = np.asarray(csa_floats(csa, "SliceNormalVector")[:3])
+    if normal.shape != (3,) or not np.any(normal):
+        normal = np.cross(rowcos, colcos)
+    normal = normal / np.linalg.norm(normal)
+    dy, dx = base.spacing
+    p0 = (
+        base.ipp + rowcos * dx * (base.cols - tcols) / 2.0 + colcos * dy * (base.rows - trows) / 2.0
+    )
+    dz = base.between or base.thickness or 1.0
+    times = csa_floats(csa, "MosaicRefAcqTimes")
+    out = []
+    for t in range(n):
+        sl = Slice(**{**base.__dict__})
+        sl.extra = dict(base.extra)
+        sl.rows, sl.cols = trows, tcols
+        sl.tile = t
+        sl.mosaic = (per_row, trows, tcols)
+        sl.normal = normal
+        sl.ipp = p0 + normal * dz * t
+        sl.slice_time = times[t] / 1000.0 if len(times) == n else None
+        sl.key = (*base.key[:4], base.key[4], trows, tcols, *base.key[7:], "mosaic", n)
+        out.append(sl)
+    return out
+
+
+def _plain_multiframe(base: Slice, ds: Dataset, nframes: int) -> list[Slice]:
+    """Multi-frame without functional groups (RT dose, NM, old US): frames along the normal."""
+    offsets = None
+    try:
+        gfov = ds.get("GridFrameOffsetVector")
+        if gfov is not None and len(gfov) == nframes:
+            offsets = [float(v) for v in gfov]
+    except (TypeError, ValueError):
+        offsets = None
+    if offsets is None:
+        step = base.between or base.thickness or 1.0
+        offsets = [i * step for i in range(nframes)]
+        if base.iop is not None and base.ipp is not None:
+            base.extra["note"] = "multi-frame without per-frame positions: spacing from header"
+    iop = base.iop if base.iop is not None else np.array([1.0, 0, 0, 0, 1.0, 0])
+    ipp = base.ipp if base.ipp is not None else np.zeros(3)
+    normal = np.cross(iop[:3], iop[3:])
+    out = []
+    for f in range(nframes):
+        sl = Slice(**{**base.__dict__})
+        sl.extra = dict(base.extra)
+        sl.frame = f
+        sl.iop = iop
+        sl.ipp = ipp + normal * offsets[f]
+        sl.order = (*base.order, f)
+        out.append(sl)
+    return out
+
+
+def _enhanced_slices(path: Path, ds: Dataset, nframes: int) -> list[Slice]:
+    """Enhanced multi-frame: one record per frame from per-frame and shared groups."""
+    shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
+    try:
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    except Exception:  # noqa: BLE001
+        per_frame = []
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    vendor = manufacturer(ds)
+    file_instance = fnum(ds, "InstanceNumber", 0) or 0
+    out = []
+    for f in range(nframes):
+        pf = per_frame[f] if f < len(per_frame) else None
+        groups = [pf, shared]
+        pos = _fg(groups, "PlanePositionSequence")
+        ori = _fg(groups, "PlaneOrientationSequence")
+        meas = _fg(groups, "PixelMeasuresSequence")
+        pvt = _fg(groups, "PixelValueTransformationSequence")
+        content = _fg(groups, "FrameContentSequence")
+        echo = _fg(groups, "MREchoSequence")
+        ftype = _fg(groups, "MRImageFrameTypeSequence") or _fg(groups, "CTImageFrameTypeSequence")
+        diff = _fg(groups, "MRDiffusionSequence")
+        timing = _fg(groups, "MRTimingAndRelatedParametersSequence")
+        iop = fvec(ori, "ImageOrientationPatient", 6) if ori is not None else None
+        ipp = fvec(pos, "ImagePositionPatient", 3) if pos is not None else None
+        if iop is None:
+            iop = fvec(ds, "ImageOrientationPatient", 6)
+        if ipp is None:
+            ipp = fvec(ds, "ImagePositionPatient", 3)
+        ps = fvec(meas, "PixelSpacing", 2) if meas is not None else None
+        if ps is None:
+            ps = fvec(ds, "PixelSpacing", 2)
+        spacing = (float(ps[0]), float(ps[1])) if ps is not None and np.all(ps > 0) else (1.0, 1.0)
+        slope = (fnum(pvt, "RescaleSlope", None) if pvt is not None else None) or fnum(
+            ds, "RescaleSlope", 1.0
+        )
+        inter = fnum(pvt, "RescaleIntercept", None) if pvt is not None else None
+        if inter is None:
+            inter = fnum(ds, "RescaleIntercept", 0.0)
+        te = fnum(echo, "EffectiveEchoTime") if echo is not None else None
+        if te is None:
+            te = fnum(ds, "EchoTime")
+        frame_type = image_type_of(ftype, "FrameType") if ftype is not None else image_type(ds)
+        complex_part = str(ftype.get("ComplexImageComponent", "")) if ftype is not None else ""
+        acq = None
+        temporal = 0.0
+        stack = ""
+        in_stack = 0.0
+        dim_index: tuple = ()
+        if content is not None:
+            acq = _datetime_seconds(content.get("FrameAcquisitionDateTime"))
+            temporal = fnum(content, "TemporalPositionIndex", 0.0) or 0.0
+            stack = str(content.get("StackID", ""))
+            in_stack = fnum(content, "InStackPositionNumber", 0.0) or 0.0
+            try:
+                dim_index = tuple(int(v) for v in (content.get("DimensionIndexValues") or []))
+            except (TypeError, ValueError):
+                dim_index = ()
+        thickness = fnum(meas, "SliceThickness") if meas is not None else None
+        between = fnum(meas, "SpacingBetweenSlices") if meas is not None else None
+        sl = Slice(
+            path=path,
+            ds=ds,
+            rows=rows,
+            cols=cols,
+            iop=iop,
+            ipp=ipp,
+            spacing=spacing,
+            frame=f,
+            slope=float(slope if slope else 1.0),
+            inter=float(inter or 0.0),
+            echo_time=te,
+            acq_time=acq,
+            thickness=thickness if thickness is not None else fnum(ds, "SliceThickness"),
+            between=between if between is not None else fnum(ds, "SpacingBetweenSlices"),
+        )
+        if vendor == "Philips":
+            _philips_scale(sl, pf if pf is not None else ds)
+        if diff is not None:
+            b = fnum(diff, "DiffusionBValue")
+            if b is not None:
+                sl.bval = b
+                dgs = _seq_item(diff, "DiffusionGradientDirectionSequence")
+                vec = fvec(dgs, "DiffusionGradientOrientation", 3) if dgs is not None else None
+                sl.bvec = vec if vec is not None else np.zeros(3)
+        tr = fnum(timing, "RepetitionTime") if timing is not None else None
+        if tr is not None:
+            sl.extra["tr"] = tr
+        if timing is not None and fnum(timing, "FlipAngle") is not None:
+            sl.extra["flip"] = fnum(timing, "FlipAngle")
+        sl.extra["frame_type"] = frame_type
+        sl.key = (
+            *_common_key(ds),
+            _round_iop(iop),
+            rows,
+            cols,
+            _round_spacing(spacing),
+            round(te, 3) if te is not None else None,
+            _frame_type_key(frame_type, vendor),
+            complex_part,
+        )
+        sl.order = (temporal, file_instance, f)
+        sl.extra["stack"] = (stack, in_stack, dim_index)
+        out.append(sl)
+    return out
+
+
+def _philips_private_ss(ds: Dataset, depth: int = 0) -> float | None:
+    """Philips private scale slope (2005,xx0E), also inside private per-frame sequences."""
+    for elem in ds:
+        tag = elem.tag
+        if tag.group == 0x2005 and tag.element >= 0x1000 and (tag.element & 0xFF) == 0x0E:
+            try:
+                value = elem.value
+                value = value[0] if isinstance(value, (list, tuple, MultiValue)) else value
+                return float(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+        if elem.VR == "SQ" and depth < 1 and tag.group == 0x2005:
+            for item in elem.value or []:
+                found = _philips_private_ss(item, depth + 1)
+                if found is not None:
+                    return found
+    return None
+
+
+def image_type_of(item: Dataset, keyword: str) -> tuple[str, ...]:
+    """A CS multi-value as an upper-case tuple."""
+    value = item.get(keyword)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split("\\")
+    return tuple(str(v).upper() for v in value)
+
+
+def _frame_type_key(ftype: tuple[str, ...], vendor: str) -> tuple[str, ...]:
+    """FrameType values that separate volumes (magnitude, phase, B0 map...)."""
+    return tuple(ftype[:4])
+
+
+def _datetime_seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if len(text) < 10:
+        return None
+    return tm_seconds(text[8:].split("+")[0].split("-")[0])

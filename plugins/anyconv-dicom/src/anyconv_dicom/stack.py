@@ -1,0 +1,172 @@
+"""Slices to volumes: split groups, sort along the slice normal, geometry as dcm2niix.
+
+Voxel axes follow dcm2niix: i = DICOM column, j = DICOM row *flipped* (dcm2niix's default
+row flip, so a transverse slice is stored bottom-up), k = position along the slice normal
+(row x column, or the CSA slice normal for mosaics), t = repeated positions ordered by
+temporal index, instance number and time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from anyconv import geometry
+
+from .scan import Slice
+
+log = logging.getLogger("anyconv")
+
+#: Two slices closer than this along the normal (mm) share a position.
+POSITION_TOL = 0.01
+#: Relative deviation of a slice gap from the mean gap reported as uneven spacing.
+SPACING_TOL = 0.01
+
+
+@dataclass
+class Volume:
+    """Slices arranged as ``grid[t][k]`` plus the voxel-to-RAS affine."""
+
+    grid: list[list[Slice]]
+    affine: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    tilt_deg: float = 0.0
+    uneven: bool = False
+    positions: np.ndarray | None = None
+
+    @property
+    def first(self) -> Slice:
+        """The first slice of the first volume (its header describes the series)."""
+        return self.grid[0][0]
+
+    @property
+    def nz(self) -> int:
+        """Slices per volume."""
+        return len(self.grid[0])
+
+    @property
+    def nt(self) -> int:
+        """Volumes."""
+        return len(self.grid)
+
+
+def group_slices(slices: list[Slice]) -> list[list[Slice]]:
+    """Split by series and by everything that must not share a volume (the slice key)."""
+    groups: dict[tuple, list[Slice]] = {}
+    for sl in slices:
+        groups.setdefault(sl.key, []).append(sl)
+    return list(groups.values())
+
+
+def slice_normal(sl: Slice) -> np.ndarray:
+    """Unit normal the slices are sorted along."""
+    if sl.normal is not None:
+        return sl.normal
+    if sl.iop is None:
+        return np.array([0.0, 0.0, 1.0])
+    n = np.cross(sl.iop[:3], sl.iop[3:])
+    norm = np.linalg.norm(n)
+    return n / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
+
+
+def build_volumes(slices: list[Slice]) -> list[Volume]:
+    """Arrange one group's slices into volumes (usually one; more if it had to be split)."""
+    first = slices[0]
+    normal = slice_normal(first)
+    if first.ipp is None or first.iop is None:
+        # No geometry: keep file order, unit spacing, and say so.
+        ordered = sorted(slices, key=lambda s: s.order)
+        vol = Volume([ordered], _affine(first, None, None, len(ordered)))
+        vol.notes.append("no ImagePositionPatient/ImageOrientationPatient: geometry is nominal")
+        return [vol]
+    dist = np.array([float(s.ipp @ normal) for s in slices])
+    order = np.argsort(dist, kind="stable")
+    positions: list[list[Slice]] = []
+    pos_values: list[float] = []
+    for idx in order:
+        if pos_values and abs(dist[idx] - pos_values[-1]) <= POSITION_TOL:
+            positions[-1].append(slices[idx])
+        else:
+            positions.append([slices[idx]])
+            pos_values.append(float(dist[idx]))
+    for p in positions:
+        p.sort(key=lambda s: s.order)
+    counts = Counter(len(p) for p in positions)
+    notes: list[str] = []
+    nt = min(counts)
+    if len(counts) > 1:
+        msg = (
+            f"series {first.ds.get('SeriesNumber', '?')}: slices per position differ "
+            f"({dict(sorted(counts.items()))}): missing or duplicate slices; "
+            f"kept {nt} complete volume(s)"
+        )
+        log.warning(msg)
+        notes.append(msg)
+    grid = [[p[t] for p in positions] for t in range(nt)]
+    vol = Volume(grid, np.eye(4), notes=notes, positions=np.asarray(pos_values))
+    nz = len(positions)
+    ipp0 = positions[0][0].ipp
+    ipp1 = positions[-1][0].ipp
+    if nz > 1:
+        gaps = np.diff(np.asarray(pos_values))
+        mean_gap = float(gaps.mean())
+        if mean_gap > 0 and float(np.abs(gaps - mean_gap).max()) > SPACING_TOL * mean_gap:
+            vol.uneven = True
+            msg = (
+                f"series {first.ds.get('SeriesNumber', '?')}: uneven slice spacing "
+                f"({gaps.min():.4g} to {gaps.max():.4g} mm)"
+            )
+            log.warning(msg)
+            vol.notes.append(msg)
+        kvec = (ipp1 - ipp0) / (nz - 1)
+        cos = float(np.dot(kvec, normal) / np.linalg.norm(kvec))
+        vol.tilt_deg = float(np.degrees(np.arccos(np.clip(abs(cos), 0.0, 1.0))))
+    else:
+        kvec = None
+    vol.affine = _affine(first, ipp0, kvec, nz)
+    return [vol]
+
+
+def _affine(sl: Slice, ipp0: np.ndarray | None, kvec: np.ndarray | None, nz: int) -> np.ndarray:
+    """Voxel (column, flipped row, slice) to RAS+ mm."""
+    iop = sl.iop if sl.iop is not None else np.array([1.0, 0, 0, 0, 1.0, 0])
+    rowcos, colcos = iop[:3], iop[3:]
+    dy, dx = sl.spacing
+    if kvec is None:
+        normal = slice_normal(sl)
+        kvec = normal * (sl.between or sl.thickness or 1.0)
+    origin = ipp0 if ipp0 is not None else (sl.ipp if sl.ipp is not None else np.zeros(3))
+    lps = np.eye(4)
+    lps[:3, 0] = rowcos * dx
+    lps[:3, 1] = -colcos * dy
+    lps[:3, 2] = kvec
+    lps[:3, 3] = origin + colcos * dy * (sl.rows - 1)
+    return geometry.lps_to_ras(lps)
+
+
+def correct_tilt(vol: Volume) -> dict[str, Any]:
+    """Geometry for resampling a tilted stack onto a grid orthogonal to the slices.
+
+    Each slice k is shifted in-plane by the component of its offset that is not along the
+    normal, as dcm2niix's gantry-tilt correction does; returns the per-slice shift in
+    voxels along i and j and the corrected affine.
+    """
+    first = vol.first
+    normal = slice_normal(first)
+    rowcos, colcos = first.iop[:3], first.iop[3:]
+    dy, dx = first.spacing
+    ipp0 = vol.grid[0][0].ipp
+    shifts = []
+    for sl in vol.grid[0]:
+        d = sl.ipp - ipp0
+        inplane = d - normal * float(d @ normal)
+        # Voxel (i, j) offsets of this slice's origin relative to slice 0 (j is flipped).
+        shifts.append((float(inplane @ rowcos) / dx, -float(inplane @ colcos) / dy))
+    nz = vol.nz
+    dist = float((vol.grid[0][-1].ipp - ipp0) @ normal)
+    kvec = normal * (dist / (nz - 1)) if nz > 1 else normal
+    affine = _affine(first, ipp0, kvec, nz)
+    return {"shifts": shifts, "affine": affine}

@@ -1,0 +1,258 @@
+import logging
+import os
+import shutil
+import subprocess
+
+import anyconv_dicom.plugin as plugin
+import nibabel as nib
+import numpy as np
+import pytest
+from anyconv import geometry
+from anyconv.errors import LossyConversionError, ReadError
+from anyconv.registry import Registry
+from anyconv.specs import ReadOptions
+from anyconv.testing import ReaderConformance, assert_same_world
+from anyconv_dicom import qa
+from anyconv_dicom.csa import parse_csa
+from anyconv_dicom.reader import read_dicom, series_table
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+MR = "1.2.840.10008.5.1.4.1.1.4"
+
+# References we do not match, each with the reason (checked: they must still differ).
+KNOWN_DIFFERENCES = {
+    ("philips_achieva_enhanced_t1_balls", "T1.nii.gz"): (
+        "vendor (Philips console) NIfTI, not dcm2niix: it stores display-scaled values and "
+        "its origin differs by about half a voxel, as the corpus README warns"
+    ),
+}
+
+
+class TestDicom(ReaderConformance):
+    plugin = "anyconv_dicom.plugin"
+    read_formats = ("dicom",)
+
+
+@pytest.fixture
+def reg():
+    return Registry(plugins=[plugin], entry_points=False)
+
+
+def _rot(ax, ay, az):
+    ax, ay, az = np.radians([ax, ay, az])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def write_series(
+    folder,
+    *,
+    rows=7,
+    cols=11,
+    nslices=5,
+    nvols=1,
+    spacing=(1.3, 0.9),
+    gap=2.7,
+    rot=(12.0, -7.0, 20.0),
+    origin=(-91.5, 37.25, -12.0),
+    series=1,
+    uid=None,
+    slopes=None,
+    shear=0.0,
+    preamble=True,
+    seed=0,
+):
+    """A classic MR series, files named in shuffled order, with known voxels and geometry."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    r = _rot(*rot)
+    rowcos, colcos, normal = r[:, 0], r[:, 1], r[:, 2]
+    uid = uid or generate_uid()
+    pixels = rng.integers(0, 3000, size=(nvols, nslices, rows, cols)).astype(np.uint16)
+    names = []
+    order = rng.permutation(nslices * nvols)
+    for n, idx in enumerate(order):
+        v, s = divmod(int(idx), nslices)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MR
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.SOPClassUID = MR
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Modality = "MR"
+        ds.Manufacturer = "SIEMENS"
+        ds.SeriesDescription = f"synthetic {series}"
+        ds.ProtocolName = "synth"
+        ds.SeriesNumber = series
+        ds.SeriesInstanceUID = uid
+        ds.StudyInstanceUID = "1.2.3"
+        ds.InstanceNumber = v * nslices + s + 1
+        ds.AcquisitionTime = f"1200{v:02d}.{s:03d}"
+        ds.EchoTime = 30
+        ds.RepetitionTime = 2000
+        ds.FlipAngle = 77
+        ds.SliceThickness = gap
+        ds.PixelSpacing = list(spacing)
+        ds.ImageOrientationPatient = [*rowcos.round(8), *colcos.round(8)]
+        pos = np.asarray(origin) + normal * gap * s + colcos * shear * s
+        ds.ImagePositionPatient = [round(float(x), 6) for x in pos]
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        if slopes is not None:
+            ds.RescaleSlope = slopes[s]
+            ds.RescaleIntercept = -10
+        ds.PixelData = pixels[v, s].tobytes()
+        path = folder / f"IM{n:04d}"
+        if preamble:
+            ds.save_as(path, enforce_file_format=True)
+        else:  # a bare implicit-VR dataset, as old scanners and PACS exports write
+            del ds.file_meta
+            ds.save_as(path, implicit_vr=True, little_endian=True)
+        names.append(path)
+    world = {
+        "rowcos": rowcos,
+        "colcos": colcos,
+        "normal": normal,
+        "origin": np.asarray(origin),
+    }
+    return pixels, world, names
+
+
+def _world_of_pixel(world, spacing, gap, r, c, s, shear=0.0):
+    return (
+        world["origin"]
+        + c * spacing[1] * world["rowcos"]
+        + r * spacing[0] * world["colcos"]
+        + s * gap * world["normal"]
+        + s * shear * world["colcos"]
+    )
+
+
+def test_synthetic_oblique_geometry_and_voxels(tmp_path):
+    pixels, world, _ = write_series(tmp_path / "s", nvols=3)
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.shape == (11, 7, 5, 3)
+    data = img.stored()
+    # Voxel (i, j, k, t) = pixel (row R-1-j, column i) of slice k, volume t.
+    expected = np.transpose(pixels[:, :, ::-1, :], (3, 2, 1, 0))
+    np.testing.assert_array_equal(data, expected)
+    for i, j, k in [(0, 0, 0), (10, 6, 4), (3, 2, 1)]:
+        lps = _world_of_pixel(world, (1.3, 0.9), 2.7, 6 - j, i, k)
+        ras = lps * [-1, -1, 1]
+        np.testing.assert_allclose(
+            geometry.voxel_to_world(img.affine, [[i, j, k]])[0], ras, atol=1e-5
+        )
+    assert img.meta.repetition_time == 2.0
+    assert img.meta.echo_time == pytest.approx(0.03)
+    assert img.meta.bids["FlipAngle"] == 77
+
+
+def test_synthetic_matches_dcm2niix(tmp_path):
+    if shutil.which("dcm2niix") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dcm2niix missing in CI")
+        pytest.skip("dcm2niix not installed")
+    for n, rot in enumerate([(12.0, -7.0, 20.0), (90.0, 0.0, 90.0), (90.0, 0.0, 0.0)]):
+        src = tmp_path / f"in{n}"
+        write_series(src, rot=rot, nvols=2, seed=n)
+        out = tmp_path / f"out{n}"
+        out.mkdir()
+        subprocess.run(
+            ["dcm2niix", "-b", "n", "-o", str(out), "-f", "x", str(src)],
+            check=True,
+            capture_output=True,
+        )
+        ref = nib.load(str(next(out.glob("*.nii"))))
+        (img,) = read_dicom(src, ReadOptions())
+        vox, aff, _ = qa.compare_volume(img, np.asarray(ref.get_fdata()), ref.affine)
+        assert vox == 0, rot
+        assert aff < 1e-3, rot
+
+
+def test_varying_rescale_gives_float32(tmp_path):
+    pixels, _, _ = write_series(tmp_path / "s", slopes=[1.0, 2.0, 0.5, 1.5, 3.0])
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.dtype == np.float32 and not img.is_scaled
+    assert any("vary" in n for n in img.notes)
+    np.testing.assert_allclose(img.stored()[:, :, 1], pixels[0, 1, ::-1].T * 2.0 - 10)
+
+
+def test_uniform_rescale_kept_as_scaling(tmp_path):
+    write_series(tmp_path / "s", slopes=[2.5] * 5)
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.dtype == np.int16 and img.slope == 2.5 and img.inter == -10
+
+
+def test_multi_series_no_mixing_and_bad_files_warned(tmp_path, caplog):
+    write_series(tmp_path / "a", series=3)
+    write_series(tmp_path / "b", series=1, rows=8, cols=8, nslices=4, preamble=False, seed=3)
+    (tmp_path / "notes.txt").write_text("not dicom\n")
+    (tmp_path / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    with caplog.at_level(logging.WARNING, logger="anyconv"):
+        images = read_dicom(tmp_path, ReadOptions())
+    assert [i.meta.series_number for i in images] == [1, 3]
+    assert images[0].shape == (8, 8, 4) and images[1].shape == (11, 7, 5)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warned if "notes.txt" in w]) == 1
+    assert len([w for w in warned if "broken.dcm" in w]) == 1
+    rows = series_table([tmp_path])
+    assert [(r["series_number"], r["files"]) for r in rows] == [(1, 4), (3, 5)]
+
+
+def test_folder_without_images_is_read_error(tmp_path, reg):
+    (tmp_path / "x.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage" * 10)
+    with pytest.raises(ReadError):
+        read_dicom(tmp_path, ReadOptions())
+
+
+def test_no_preamble_detected_by_content(tmp_path, reg):
+    _, _, names = write_series(tmp_path / "s", preamble=False)
+    choice = reg.choose_reader(names[0])
+    assert choice.spec.format == "dicom"
+
+
+def test_missing_slice_is_reported(tmp_path, caplog):
+    _, _, names = write_series(tmp_path / "s", nvols=2)
+    names[0].unlink()
+    with caplog.at_level(logging.WARNING, logger="anyconv"):
+        (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert any("missing or duplicate" in n for n in img.notes)
+
+
+def test_tilt_policies(tmp_path):
+    write_series(tmp_path / "s", rot=(0, 0, 0), shear=0.8)
+    with pytest.raises(LossyConversionError):
+        read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "error"}))
+    (kept,) = read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "keep"}))
+    assert geometry.is_sheared(kept.affine)
+    (fixed,) = read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "correct"}))
+    assert not geometry.is_sheared(fixed.affine)
+    assert fixed.losses
+    # Slice 0 is not moved: its voxels and world coordinates stay.
+    np.testing.assert_allclose(fixed.stored()[:, :, 0], kept.stored()[:, :, 0])
+    assert_same_world(fixed.affine, kept.affine, (11, 7, 1))
+
+
+def test_csa_parser_rejects_garbage():
+    assert parse_csa(b"SV10\x04\x03\x02\x01" + b"\xff" * 64) == {}
+    assert parse_csa(None) == {}
+
+
+def test_qa_every_reference_matched(testdata):
+    rows = qa.run(testdata)
+    assert rows
+    for row in rows:
+        key = (row.case, row.reference)
+        if key in KNOWN_DIFFERENCES:
+            assert not row.matched, f"{key} now matches: drop it from KNOWN_DIFFERENCES"
+            continue
+        assert row.matched, row.line()
