@@ -178,8 +178,27 @@ def test_write_checked_by_minc_tools(reg, tmp_path):
     reg.write(img, out)
     names, affine = _minc_affine_from_mincinfo(out)
     assert names == ["zspace", "xspace", "yspace"]  # i is mostly A-P, j mostly R-L
-    steps = [float(run("mincinfo", "-attvalue", f"{n}:step", out).stdout) for n in names]
-    assert min(steps) < 0, "expected negative steps for axes running against the world"
+    # Expected: each axis along its closest world axis, cosine pointing to + of that axis.
+    cols = OBLIQUE_NEG[:3, :3]
+    cosines = []
+    for axis, name in ((2, "zspace"), (0, "yspace"), (1, "xspace")):
+        world = "xyz".index(name[0])
+        step = np.sign(cols[world, axis]) * np.linalg.norm(cols[:, axis])
+        got = float(run("mincinfo", "-attvalue", f"{name}:step", out).stdout)
+        assert got == pytest.approx(step, abs=1e-9), name
+        cos = np.array(
+            run("mincinfo", "-attvalue", f"{name}:direction_cosines", out).stdout.split(), float
+        )
+        np.testing.assert_allclose(cos, cols[:, axis] / step, atol=1e-9)
+        cosines.append((axis, cos))
+    assert float(run("mincinfo", "-attvalue", "zspace:step", out).stdout) < 0
+    assert float(run("mincinfo", "-attvalue", "yspace:step", out).stdout) < 0
+    starts_expected = np.linalg.solve(
+        np.column_stack([c for _, c in sorted(cosines, key=lambda t: t[0])]), OBLIQUE_NEG[:3, 3]
+    )
+    for axis, name in ((0, "yspace"), (1, "xspace"), (2, "zspace")):
+        got = float(run("mincinfo", "-attvalue", f"{name}:start", out).stdout)
+        assert got == pytest.approx(starts_expected[axis], abs=1e-6), name
     assert_same_world(affine, img.affine, img.shape)
     voxeltoworld = tool("voxeltoworld")
     for ijk in geometry.corner_indices(img.shape):
@@ -505,21 +524,20 @@ def test_hdf5_that_is_not_minc(reg, tmp_path):
         reg.read(bad)
 
 
-def test_lying_header_is_refused_before_allocating(reg, tmp_path):
+@pytest.mark.parametrize("chunked", [True, False])
+def test_lying_header_is_refused_before_allocating(reg, tmp_path, chunked):
     out = tmp_path / "big.mnc"
     reg.write(synthetic_image((8, 8, 8), "int16"), out)
     with h5py.File(out, "r+") as fh:
         image = fh["minc-2.0/image/0/image"]
         attrs = dict(image.attrs)
         del fh["minc-2.0/image/0/image"]
+        kwargs = {"chunks": (1, 64, 64), "compression": "gzip"} if chunked else {}
         ds = fh.create_dataset(
-            "minc-2.0/image/0/image",
-            shape=(4096, 4096, 4096),
-            dtype="int16",
-            chunks=(1, 64, 64),
-            compression="gzip",
+            "minc-2.0/image/0/image", shape=(4096, 4096, 4096), dtype="int16", **kwargs
         )
-        ds[0, :64, :64] = 1
+        if chunked:
+            ds[0, :64, :64] = 1
         for k, v in attrs.items():
             ds.attrs[k] = v
     with pytest.raises(ReadError, match="refused"):
