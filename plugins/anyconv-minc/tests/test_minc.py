@@ -549,3 +549,71 @@ def test_garbage_minc1_is_read_error(reg, tmp_path):
     bad.write_bytes(b"CDF\x01" + os.urandom(200))
     with pytest.raises(ReadError):
         reg.read(bad)
+
+
+_RAWTOMINC_TYPES = {
+    "int8": ["-byte", "-signed"],
+    "uint8": ["-byte", "-unsigned"],
+    "int16": ["-short", "-signed"],
+    "uint16": ["-short", "-unsigned"],
+    "int32": ["-int", "-signed"],
+    "uint32": ["-int", "-unsigned"],
+    "float32": ["-float"],
+    "float64": ["-double"],
+}
+
+
+@pytest.mark.parametrize("minc2", [True, False])
+def test_every_minc_type_written_by_rawtominc(reg, tmp_path, minc2):
+    """Files of every MINC type, MINC1 and MINC2, from minc-tools: stored type kept with
+    one scale when it is uniform; values equal minctoraw's and nibabel's."""
+    rawtominc, minctoraw = tool("rawtominc"), tool("minctoraw")
+    shape = (3, 4, 5)  # z, y, x as rawtominc takes them
+    for dtype, flags in _RAWTOMINC_TYPES.items():
+        dt = np.dtype(dtype)
+        if dt.kind == "f":
+            data = (np.arange(60).reshape(shape) * 0.37 - 5).astype(dt)
+            scale = []
+        else:
+            lo = 0 if dt.kind == "u" else -20
+            data = (np.arange(60).reshape(shape) + lo).astype(dt)
+            scale = ["-range", str(lo), str(lo + 59), "-real_range", "-7", "9"]
+        raw = tmp_path / f"{dtype}.raw"
+        data.tofile(raw)
+        out = tmp_path / f"{dtype}{'_2' if minc2 else '_1'}.mnc"
+        args = (["-2"] if minc2 else []) + ["-clobber", *flags, *scale]
+        args += ["-xstep", "-1.5", "-zstep", "2.5", "-ystart", "7"]
+        run(rawtominc, *args, "-input", raw, out, *shape)
+        img = reg.read(out)[0]
+        assert img.dtype == dt, dtype
+        assert img.format == ("minc2" if minc2 else "minc1")
+        np.testing.assert_array_equal(img.stored(), data.T, err_msg=dtype)
+        expected = np.frombuffer(run(minctoraw, "-double", "-normalize", out).stdout, np.float64)
+        expected = expected.reshape(shape).T
+        np.testing.assert_allclose(img.values(), expected, rtol=1e-6, atol=1e-6, err_msg=dtype)
+        ref, ref_affine = nib_canonical(out)
+        np.testing.assert_allclose(img.values(), ref, rtol=1e-6, atol=1e-6, err_msg=dtype)
+        assert_same_world(img.affine, ref_affine, img.shape)
+
+
+def test_cli_nifti_to_minc_on_oblique_negative_data(tmp_path):
+    """Acceptance 2: ``anyconv x.nii.gz y.mnc`` on oblique data whose axes run against the
+    world gives a MINC2 file minc-tools and nibabel place exactly where the NIfTI was."""
+    pytest.importorskip("anyconv_nifti")
+    src = synthetic_image((10, 8, 6), "int16", affine=OBLIQUE_NEG, slope=2.0, inter=5.0)
+    nii = tmp_path / "x.nii.gz"
+    nib.save(src.to_nibabel(), str(nii))
+    out = tmp_path / "y.mnc"
+    exe = Path(sys.executable).with_name("anyconv")
+    subprocess.run([str(exe), str(nii), str(out)], check=True, capture_output=True)
+    ref = nib.load(str(nii))
+    values = ref.get_fdata()
+    for ijk in geometry.corner_indices(ref.shape):
+        args = [str(int(v)) for v in ijk[::-1]]
+        world = np.array(run(tool("voxeltoworld"), out, *args).stdout.split(), dtype=float)
+        np.testing.assert_allclose(world, geometry.voxel_to_world(ref.affine, ijk)[0], atol=1e-5)
+    raw = np.frombuffer(run(tool("minctoraw"), "-double", "-normalize", out).stdout, np.float64)
+    np.testing.assert_allclose(raw.reshape(ref.shape[::-1]).T, values, rtol=1e-9)
+    got, got_affine = nib_canonical(out)
+    np.testing.assert_allclose(got, values, rtol=1e-9)
+    assert_same_world(got_affine, ref.affine, ref.shape)
