@@ -638,3 +638,21 @@ def test_complex_compound_volume_is_read(reg, tmp_path):
     img = reg.read(out)[0]
     assert img.dtype == np.complex64
     np.testing.assert_array_equal(img.values(), expected.T)
+
+
+@pytest.mark.parametrize("case", ["minc1/nibabel/minc1_4d.mnc", "minc2/nibabel/small.mnc"])
+def test_gzipped_minc_is_read(reg, testdata, tmp_path, case):
+    """``.mnc.gz`` (how MINC1 is often shipped) reads as the plain file does."""
+    import gzip
+
+    src = testdata / case
+    gz = tmp_path / (src.name + ".gz")
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    plain, packed = reg.read(src)[0], reg.read(gz)[0]
+    assert packed.format == plain.format
+    np.testing.assert_array_equal(packed.values(), plain.values())
+    np.testing.assert_array_equal(packed.affine, plain.affine)
+    gz.write_bytes(gz.read_bytes()[:-200])
+    with pytest.raises(ReadError):
+        img = reg.read(gz)[0]
+        img.load()

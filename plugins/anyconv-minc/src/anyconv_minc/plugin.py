@@ -21,7 +21,7 @@ def anyconv_readers() -> list[ReaderSpec]:
         ReaderSpec(
             format="minc2",
             load="anyconv_minc.reader:read_minc2",
-            extensions=(".mnc",),
+            extensions=(".mnc", ".mnc.gz"),
             magic=(Magic(0, b"\x89HDF\r\n\x1a\n"),),
             priority=10,
             description="MINC2 (.mnc on HDF5)",
@@ -29,7 +29,7 @@ def anyconv_readers() -> list[ReaderSpec]:
         ReaderSpec(
             format="minc1",
             load="anyconv_minc.reader:read_minc1",
-            extensions=(".mnc",),
+            extensions=(".mnc", ".mnc.gz"),
             magic=(Magic(0, b"CDF\x01"), Magic(0, b"CDF\x02")),
             description="MINC1 (.mnc on NetCDF classic; read only)",
         ),

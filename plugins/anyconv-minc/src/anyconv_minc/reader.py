@@ -6,7 +6,11 @@ worked out once in ``_minc.build_image``. Voxel data stays on disk until asked f
 
 from __future__ import annotations
 
+import gzip
+import io
 import warnings
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +25,32 @@ from ._minc import MAX_DEFLATE_RATIO, Dim, MincHeader, as_text, build_image, che
 IMAGE_PATH = "minc-2.0/image/0/image"
 
 
+def _opener(path: Path) -> tuple[Callable[[], Any], bool]:
+    """How to open the file: by name, or from memory when it is gzipped (``.mnc.gz``).
+
+    minc-tools and nibabel read gzipped MINC transparently; HDF5 and NetCDF need the whole
+    uncompressed file, so a gzipped one is decompressed in memory each time it is opened.
+    """
+    with path.open("rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        return (lambda: str(path)), False
+
+    def decompress() -> io.BytesIO:
+        try:
+            return io.BytesIO(gzip.decompress(path.read_bytes()))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ReadError(f"{path}: corrupt gzip stream: {_first_line(exc)}") from exc
+
+    return decompress, True
+
+
 def read_minc2(path: Path, options: ReadOptions) -> Image:
     """Read a MINC2 file: full-resolution image ``/minc-2.0/image/0``, lazily."""
     path = Path(path)
+    source, _ = _opener(path)
     try:
-        fh = h5py.File(path, "r")
+        fh = h5py.File(source(), "r")
     except OSError as exc:
         raise ReadError(f"{path}: not a readable HDF5 file: {_first_line(exc)}") from exc
     with fh:
@@ -35,11 +60,13 @@ def read_minc2(path: Path, options: ReadOptions) -> Image:
         image = fh.get(IMAGE_PATH)
         if not isinstance(image, h5py.Dataset):
             raise ReadError(f"{path}: no image dataset at /{IMAGE_PATH}")
-        header = _minc2_header(path, root, image)
+        header = _minc2_header(path, root, image, source)
     return build_image(header)
 
 
-def _minc2_header(path: Path, root: h5py.Group, image: h5py.Dataset) -> MincHeader:
+def _minc2_header(
+    path: Path, root: h5py.Group, image: h5py.Dataset, source: Callable[[], Any]
+) -> MincHeader:
     shape = tuple(int(s) for s in image.shape)
     dtype, convert = _hdf5_dtype(path, image.dtype)
     check_shape(path, shape, dtype.itemsize)
@@ -75,7 +102,7 @@ def _minc2_header(path: Path, root: h5py.Group, image: h5py.Dataset) -> MincHead
                 info[name] = _attrs(obj)
 
     def load() -> np.ndarray:
-        with h5py.File(path, "r") as fh:
+        with h5py.File(source(), "r") as fh:
             arr = fh[IMAGE_PATH][()]
         return convert(arr)
 
@@ -167,14 +194,15 @@ def read_minc1(path: Path, options: ReadOptions) -> Image:
     from nibabel.externals.netcdf import netcdf_file
 
     path = Path(path)
+    source, gzipped = _opener(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            nc = netcdf_file(str(path), "r", mmap=True)
+            nc = netcdf_file(source(), "r", mmap=not gzipped)
     except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
         raise ReadError(f"{path}: not a readable NetCDF (MINC1) file: {_first_line(exc)}") from exc
     try:
-        header = _minc1_header(path, nc)
+        header = _minc1_header(path, nc, source, gzipped)
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -182,7 +210,7 @@ def read_minc1(path: Path, options: ReadOptions) -> Image:
     return build_image(header)
 
 
-def _minc1_header(path: Path, nc: Any) -> MincHeader:
+def _minc1_header(path: Path, nc: Any, source: Callable[[], Any], gzipped: bool) -> MincHeader:
     variables = nc.variables
     image = variables.get("image")
     if image is None:
@@ -235,7 +263,7 @@ def _minc1_header(path: Path, nc: Any) -> MincHeader:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            f = netcdf_file(str(path), "r", mmap=True)
+            f = netcdf_file(source(), "r", mmap=not gzipped)
             try:
                 arr = np.array(f.variables["image"].data).view(stored).astype(dtype)
             finally:
