@@ -6,7 +6,8 @@ array ourselves so an int16 image with a slope stays int16 with that slope.
 
 from __future__ import annotations
 
-import gzip
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,12 @@ import nibabel as nib
 import numpy as np
 from anyconv import geometry
 from anyconv.errors import LossyConversionError
+from anyconv.io import open_output, write_fortran
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
-from nibabel.volumeutils import array_to_file
 
 _TIME_UNIT_SCALE = {"sec": 1.0, "msec": 1e3, "usec": 1e6}
 _SPACE_UNIT = {"mm": "mm", "m": "meter", "um": "micron"}
-DEFAULT_COMPRESS_LEVEL = 6
 _RGB = {3: np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]),
         4: np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")])}  # fmt: skip
 
@@ -60,32 +60,22 @@ def _write(image: Image, path: Path, options: WriteOptions, version: int) -> Non
         header.set_slope_inter(image.slope, image.inter)
     else:
         header.set_slope_inter(np.nan, np.nan)
-    level = options.compress_level if options.compress_level is not None else DEFAULT_COMPRESS_LEVEL
+    level = options.compress_level
     if pair:
-        img_path = (
-            path.with_name(path.name[: -len(".hdr")] + ".img")
-            if path.name.lower().endswith(".hdr")
-            else path.with_name(path.name[: -len(".hdr.gz")] + ".img.gz")
-        )
+        img_name = re.sub(r"\.hdr(\.gz)?$", r".img\1", path.name, flags=re.IGNORECASE)
         header.set_data_offset(0)
-        with _open(path, level) as fh:
+        with open_output(path, level) as fh:
             header.write_to(fh)
-        _write_array(data, img_path, 0, level)
+        with open_output(path.with_name(img_name), level) as fh:
+            write_fortran(fh, data)
     else:
-        with _open(path, level) as fh:
-            header.write_to(fh)
-            array_to_file(data, fh, data.dtype, offset=header.get_data_offset(), order="F")
-
-
-def _write_array(data: np.ndarray, path: Path, offset: int, level: int) -> None:
-    with _open(path, level) as fh:
-        array_to_file(data, fh, data.dtype, offset=offset, order="F")
-
-
-def _open(path: Path, level: int) -> Any:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "wb", compresslevel=level)
-    return path.open("wb")
+        buf = io.BytesIO()
+        header.write_to(buf)
+        head = buf.getvalue()
+        offset = int(header.get_data_offset())
+        with open_output(path, level) as fh:
+            fh.write(head + b"\0" * (offset - len(head)))
+            write_fortran(fh, data)
 
 
 def _header_class(version: int, pair: bool) -> Any:
