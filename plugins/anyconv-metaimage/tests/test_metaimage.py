@@ -63,9 +63,6 @@ class TestMetaImageDetached(WriterConformance):
         assert path.with_suffix(".zraw").exists()
         return sitk_read(path)
 
-    def test_existing_output_needs_force(self):
-        pytest.skip("a detached header writes two files; see test_detached_pair_is_atomic")
-
 
 def _corpus(testdata):
     return [testdata / c["path"] for c in manifest_cases(testdata, "metaimage")]

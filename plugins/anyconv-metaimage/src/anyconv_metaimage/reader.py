@@ -19,6 +19,7 @@ from anyconv.errors import ReadError
 from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
 
+from . import _deflate
 from ._header import MAX_DEFLATE_RATIO, STANDARD_FIELDS, Header, parse_header
 
 _MODALITIES = {"MET_MOD_CT": "CT", "MET_MOD_MR": "MR", "MET_MOD_NM": "NM", "MET_MOD_US": "US"}
@@ -238,11 +239,12 @@ class MetaImageData:
 
 def _inflate(data: bytes, expected: int, path: Path, name: str) -> bytes:
     """Zlib (or gzip) data of exactly ``expected`` bytes; never inflates more than that."""
-    d = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, as MetaIO accepts
+    d = _deflate.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, as MetaIO
     try:
         out = d.decompress(data, expected)
-        extra = d.decompress(d.unconsumed_tail, 1) if d.unconsumed_tail else b""
-    except zlib.error as exc:
+        # ISA-L may hold input back without an unconsumed_tail: always ask for one more byte.
+        extra = b"" if d.eof else d.decompress(d.unconsumed_tail, 1)
+    except _deflate.ERRORS as exc:
         raise ReadError(f"{path}: corrupt compressed data in {name}: {exc}") from exc
     if len(out) < expected:
         raise ReadError(

@@ -6,7 +6,6 @@ Voxels are streamed slab by slab (raw or zlib), so a write needs no second copy 
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from anyconv.errors import WriteError
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
 
+from . import _deflate
 from .reader import itk_orientation
 
 DEFAULT_COMPRESS_LEVEL = 1
@@ -112,7 +112,7 @@ def write_metaimage(image: Image, path: Path, options: WriteOptions) -> None:
     size = 0
     with data_path.open("wb") as fh:
         if compress:
-            z = zlib.compressobj(level)
+            z = _deflate.compressobj(level)
             for chunk in slabs:
                 out = z.compress(chunk)
                 size += len(out)
@@ -219,7 +219,7 @@ def _slabs(data: np.ndarray, components: bool) -> Iterator[bytes]:
 
 
 def _compressed(slabs: Iterator[bytes], level: int) -> list[bytes]:
-    z = zlib.compressobj(level)
+    z = _deflate.compressobj(level)
     out = [z.compress(chunk) for chunk in slabs]
     out.append(z.flush())
     return [b for b in out if b]

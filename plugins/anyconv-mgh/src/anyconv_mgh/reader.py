@@ -19,6 +19,8 @@ from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
 from nibabel.freesurfer.mghformat import DATA_OFFSET, MGHHeader, footer_dtype, header_dtype
 
+from . import _deflate
+
 #: MGH type codes nibabel and FreeSurfer's load_mgh.m know.
 DTYPES = {0: "u1", 1: "i4", 3: "f4", 4: "i2", 10: "u2"}
 HEADER_BYTES = header_dtype.itemsize
@@ -131,7 +133,7 @@ def _footer_offset(hdr: bytes) -> int:
 
 def _inflate(compressed: bytes, path: Path) -> tuple[bytes, bytes]:
     """Inflate an .mgz once; never more than the header's data plus footer and tags."""
-    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    d = _deflate.decompressobj(zlib.MAX_WBITS | 16)
     try:
         head = d.decompress(compressed, DATA_OFFSET)
         hdr = _parse(head, path)
@@ -142,8 +144,8 @@ def _inflate(compressed: bytes, path: Path) -> tuple[bytes, bytes]:
                 "the header asks for"
             )
         cap = need + FOOTER_BYTES + MAX_TAG_BYTES
-        rest = d.decompress(d.unconsumed_tail, cap) if d.unconsumed_tail else b""
-    except zlib.error as exc:
+        rest = b"" if d.eof else d.decompress(d.unconsumed_tail, cap)
+    except _deflate.ERRORS as exc:
         raise ReadError(f"{path}: corrupt gzip data: {exc}") from exc
     raw = head + rest
     if len(raw) < DATA_OFFSET + need:
@@ -188,13 +190,12 @@ class _FileData:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         n = math.prod(self.shape)
-        with self._path.open("rb") as fh:
-            fh.seek(DATA_OFFSET)
-            arr = np.fromfile(fh, dtype=self._disk, count=n)
-        if arr.size != n:
-            raise ReadError(f"{self._path}: truncated voxel data")
-        if not self._disk.isnative:
-            arr = arr.byteswap().view(self.dtype)
+        # One pass: map the big-endian voxels and convert them into a native array.
+        disk = np.memmap(self._path, dtype=self._disk, mode="r", offset=DATA_OFFSET, shape=(n,))
+        try:
+            arr = disk.astype(self.dtype)
+        finally:
+            del disk
         arr = arr.reshape(self.shape, order="F")
         return arr if dtype is None else arr.astype(dtype)
 

@@ -7,8 +7,9 @@ angle (radians) go in the footer; tags read from an MGH source are written back 
 
 from __future__ import annotations
 
-import gzip
+import itertools
 import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from anyconv.model import Image
 from anyconv.specs import WriteOptions
 from nibabel.freesurfer.mghformat import DATA_OFFSET, MGHHeader, footer_dtype, header_dtype
 
+from . import _deflate
 from .reader import vox2ras
 
 DEFAULT_COMPRESS_LEVEL = 1  # nibabel's and FreeSurfer's speed/size trade-off for .mgz
@@ -45,16 +47,22 @@ def write_mgh(image: Image, path: Path, options: WriteOptions) -> None:
         options.compress_level if options.compress_level is not None else (DEFAULT_COMPRESS_LEVEL)
     )
     gz = path.name.lower().endswith((".mgz", ".gz"))
-    with gzip.open(path, "wb", compresslevel=level) if gz else path.open("wb") as fh:
-        block = header.binaryblock
-        fh.write(block[: header_dtype.itemsize].ljust(DATA_OFFSET, b"\x00"))
-        for chunk in _slabs(data):
-            fh.write(chunk)
-        fh.write(block[header_dtype.itemsize : header_dtype.itemsize + footer_dtype.itemsize])
-        tags = (image.extras.get("mgh") or {}).get("tags") or b""
-        if isinstance(tags, str):
-            tags = tags.encode("latin-1")
-        fh.write(bytes(tags))
+    block = header.binaryblock
+    tags = (image.extras.get("mgh") or {}).get("tags") or b""
+    if isinstance(tags, str):
+        tags = tags.encode("latin-1")
+    head = block[: header_dtype.itemsize].ljust(DATA_OFFSET, b"\x00")
+    footer = block[header_dtype.itemsize : header_dtype.itemsize + footer_dtype.itemsize]
+    with path.open("wb") as fh:
+        pieces = itertools.chain([head], _slabs(data), [footer, bytes(tags)])
+        if not gz:
+            for piece in pieces:
+                fh.write(piece)
+            return
+        z = _deflate.compressobj(level, zlib.MAX_WBITS | 16)  # one gzip member, as gzip.open
+        for piece in pieces:
+            fh.write(z.compress(piece))
+        fh.write(z.flush())
 
 
 def _geometry(image: Image, dims: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,9 +103,21 @@ def _header(image: Image, dims: list[int], dtype: np.dtype) -> MGHHeader:
     return hdr
 
 
-def _slabs(data: Any) -> Iterator[memoryview]:
-    """Big-endian bytes in file order (i fastest), one volume slab at a time."""
+def _slabs(data: Any, chunk: int = 1 << 20) -> Iterator[memoryview]:
+    """Big-endian bytes in file order (i fastest), through one reused buffer of a few MiB.
+
+    Each yielded view is valid until the next one is asked for (the caller writes it first).
+    """
     t = np.asarray(data).T  # C order of the reversed axes = MGH's Fortran order
     big = t.dtype.newbyteorder(">")
+    if t.flags.c_contiguous:
+        flat = t.reshape(-1)
+        buf = np.empty(min(chunk, flat.size), dtype=big)
+        for start in range(0, flat.size, chunk):
+            part = flat[start : start + chunk]
+            out = buf[: part.size]
+            np.copyto(out, part)
+            yield memoryview(out).cast("B")
+        return
     for index in np.ndindex(*t.shape[:-2]):
         yield memoryview(np.ascontiguousarray(t[index], dtype=big)).cast("B")
