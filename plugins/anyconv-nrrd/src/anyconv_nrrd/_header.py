@@ -143,10 +143,20 @@ def parse_header(path: Path) -> Header:
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
-            head = fh.read(min(size, MAX_HEADER_BYTES))
+            head = b""
+            # read only until the blank line that ends an attached header
+            while len(head) < min(size, MAX_HEADER_BYTES):
+                block = fh.read(min(65536, MAX_HEADER_BYTES - len(head)))
+                if not block:
+                    break
+                head += block
+                if b"\n\n" in head or b"\n\r\n" in head:
+                    break
     except OSError as exc:
         raise ReadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return parse_header_bytes(path, head, complete=size <= MAX_HEADER_BYTES)
+    return parse_header_bytes(
+        path, head, complete=len(head) >= size or b"\n\n" in head or b"\n\r\n" in head
+    )
 
 
 def parse_header_bytes(path: Path, head: bytes, *, complete: bool = True) -> Header:

@@ -12,7 +12,6 @@ Measurement frames are kept with the values, not applied (see ``extras["nrrd"]``
 from __future__ import annotations
 
 import bz2
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 from anyconv.errors import ReadError
 from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
+from zlib_ng import zlib_ng as zlib
 
 from ._header import (
     ENCODINGS,

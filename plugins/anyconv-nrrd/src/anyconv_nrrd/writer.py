@@ -10,7 +10,6 @@ fields, axis order and key/value pairs, only type, encoding, endian and data fil
 from __future__ import annotations
 
 import bz2
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,13 @@ from anyconv.errors import WriteError
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
 from nrrd.formatters import format_number, format_optional_vector
+from zlib_ng import zlib_ng as zlib
 
 from ._header import TYPES, escape
 
-#: zlib level when none is asked for: 1 keeps writing fast; size differs little on images.
-DEFAULT_COMPRESS_LEVEL = 1
+#: zlib-ng level when none is asked for: as fast as ITK's gzip and as small (level 1 of
+#: zlib-ng is twice as fast but about 15 % larger on MRI-like data).
+DEFAULT_COMPRESS_LEVEL = 2
 _CHUNK_BYTES = 16 * 1024 * 1024
 _ENCODINGS = {"raw": "raw", "gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2": "bzip2",
               "ascii": "ascii", "text": "ascii", "txt": "ascii"}  # fmt: skip
