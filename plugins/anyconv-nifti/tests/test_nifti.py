@@ -247,3 +247,10 @@ def test_detection_prefers_content_over_suffix(reg, testdata, tmp_path):
     renamed = tmp_path / "notes.txt"
     renamed.write_bytes(Path(testdata / "nifti/nibabel/anatomical.nii").read_bytes())
     assert reg.choose_reader(renamed).spec.format == "nifti1"
+
+
+def test_same_image_gives_same_bytes(reg, tmp_path):
+    img = synthetic_image((20, 10, 5), "int16")
+    reg.write(img, tmp_path / "a.nii.gz")
+    reg.write(img, tmp_path / "b.nii.gz")
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
