@@ -117,10 +117,22 @@ def open_output(path: Path, compress_level: int | None = None) -> IO[bytes]:
     if level <= 0 or level >= 9:
         import gzip
 
-        return gzip.GzipFile(path, "wb", compresslevel=min(level, 9), mtime=0)
+        return _gzip_writer(gzip.GzipFile, path, min(level, 9))
     from isal import igzip
 
-    return igzip.IGzipFile(path, "wb", compresslevel=isal_level(level), mtime=0)
+    return _gzip_writer(igzip.IGzipFile, path, isal_level(level))
+
+
+def _gzip_writer(cls: Any, path: Path, level: int) -> IO[bytes]:
+    """A gzip writer with no name and no time in its header (like ``gzip -n``)."""
+    raw = path.open("wb")
+    try:
+        gz = cls(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0)
+    except BaseException:
+        raw.close()
+        raise
+    gz.myfileobj = raw  # GzipFile closes the file it owns
+    return gz
 
 
 def write_fortran(fh: IO[bytes], data: Any) -> None:
