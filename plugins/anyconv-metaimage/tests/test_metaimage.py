@@ -405,3 +405,18 @@ def test_sheared_and_big_values_written_exactly(reg, tmp_path):
 
 def test_path_is_pathlike(reg, testdata):
     assert reg.read(str(Path(testdata) / "metaimage/panimg/image10x11x12x13.mha"))[0].ndim == 4
+
+
+def test_complex_and_scaled(reg, tmp_path):
+    from anyconv.errors import LossyConversionError
+
+    img = synthetic_image((5, 4, 3), "complex64")
+    with pytest.raises(LossyConversionError):
+        reg.write(img, tmp_path / "c.mha")
+    assert list(tmp_path.iterdir()) == []
+    scaled = synthetic_image((5, 4, 3), "int16", slope=0.5, inter=10.0)
+    reg.write(scaled, tmp_path / "s.mha")
+    values, _ = sitk_read(tmp_path / "s.mha")
+    assert values.dtype == np.float32
+    np.testing.assert_allclose(values, scaled.values(), rtol=1e-6)
+    assert any("scaling" in n for n in scaled.notes)

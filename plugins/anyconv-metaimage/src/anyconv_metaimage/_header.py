@@ -281,6 +281,7 @@ def _resolve_data(hdr: Header, value: str, offset: int, rest: str, allow_outside
     if word.upper() == "LIST":
         hdr.file_ndims = _sub_ndims(hdr, value.split()[1:])
         names = [line.strip() for line in rest.splitlines() if line.strip()]
+        _check_count(hdr, len(names))
         hdr.data_files = [_inside(folder, n, allow_outside, path) for n in names]
     elif "%" in value:
         parts = value.split()
@@ -293,22 +294,23 @@ def _resolve_data(hdr: Header, value: str, offset: int, rest: str, allow_outside
         if step == 0:
             raise ReadError(f"{path}: ElementDataFile pattern step is 0")
         hdr.file_ndims = _sub_ndims(hdr, parts[4:5])
-        count = len(range(start, stop + (1 if step > 0 else -1), step))
-        if count > 10_000_000:
-            raise ReadError(f"{path}: ElementDataFile pattern names {count} files")
+        _check_count(hdr, len(range(start, stop + (1 if step > 0 else -1), step)))
         names = [pattern % i for i in range(start, stop + (1 if step > 0 else -1), step)]
         hdr.data_files = [_inside(folder, n, allow_outside, path) for n in names]
     else:
         hdr.file_ndims = hdr.ndims
         hdr.data_files = [_inside(folder, value, allow_outside, path)]
-    per_file = math.prod(hdr.dims[hdr.file_ndims :])
-    if len(hdr.data_files) != per_file:
-        raise ReadError(
-            f"{path}: {len(hdr.data_files)} data files listed, DimSize needs {per_file}"
-        )
+    _check_count(hdr, len(hdr.data_files))
     for f in hdr.data_files:
         if not f.is_file():
             raise ReadError(f"{path}: data file {f.name} not found")
+
+
+def _check_count(hdr: Header, count: int) -> None:
+    """As many data files as the axes past each file's own need, checked before any lookup."""
+    need = math.prod(hdr.dims[hdr.file_ndims :])
+    if count != need:
+        raise ReadError(f"{hdr.path}: {count} data files listed, DimSize needs {need}")
 
 
 def _sub_ndims(hdr: Header, words: list[str]) -> int:
