@@ -635,7 +635,7 @@ def test_data_shorter_than_sizes(reg, tmp_path):
         img.values()
     liar = write_nrrd_file(
         tmp_path / "liar.nrrd",
-        "type: double\ndimension: 3\nsizes: 100000 100000 100000\nendian: little\nencoding: gzip\n",
+        "type: double\ndimension: 3\nsizes: 10000 10000 100\nendian: little\nencoding: gzip\n",
         gzip.compress(b"\x00" * 1000),
     )
     with pytest.raises(ReadError, match="truncated"):
@@ -702,3 +702,36 @@ def test_key_values_escapes_round_trip(reg, tmp_path):
     reg.write(img, tmp_path / "kv2.nrrd")
     kv2 = dict(reg.read(tmp_path / "kv2.nrrd")[0].extras["nrrd"]["keyvalues"])
     assert kv2 == kv
+
+
+def test_repetition_time_round_trips_as_list_axis_spacing(reg, tmp_path):
+    img = synthetic_image((5, 4, 3, 6), "float32")
+    img.meta.repetition_time = 2.5
+    out = tmp_path / "tr.nrrd"
+    reg.write(img, out)
+    _, header = nrrd.read(str(out))
+    assert header["spacings"][3] == 2.5 and header["units"][3] == "s"
+    back = reg.read(out)[0]
+    assert back.meta.repetition_time == 2.5
+    s_values, s_affine = sitk_reference(out)  # ITK takes the list axis as components
+    np.testing.assert_array_equal(s_values, img.values())
+    assert_same_world(s_affine, img.affine, img.shape)
+    ms = write_nrrd_file(
+        tmp_path / "ms.nrrd",
+        "type: uchar\ndimension: 4\nsizes: 1 1 1 2\nencoding: raw\n"
+        "kinds: domain domain domain time\n"
+        'spacings: 1 1 1 800\nunits: "mm" "mm" "mm" "ms"\n',
+        b"\x01\x02",
+    )
+    assert reg.read(ms)[0].meta.repetition_time == pytest.approx(0.8)
+
+
+def test_absurd_sizes_refused_before_allocating(reg, tmp_path):
+    path = write_nrrd_file(
+        tmp_path / "huge.nrrd",
+        "type: double\ndimension: 3\nsizes: 9000000 9000000 9000000\nendian: little\n"
+        "encoding: gzip\n",
+        gzip.compress(b"\x00" * 100),
+    )
+    with pytest.raises(ReadError, match="bytes of data"):
+        reg.read(path)

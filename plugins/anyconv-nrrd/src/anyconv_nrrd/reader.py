@@ -12,6 +12,7 @@ Measurement frames are kept with the values, not applied (see ``extras["nrrd"]``
 from __future__ import annotations
 
 import bz2
+import math
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,8 @@ _DICOM_META = {
 }
 _UNITS = {"mm": "mm", "millimeter": "mm", "m": "m", "meter": "m", "um": "um", "micron": "um",
           "cm": "cm"}  # fmt: skip
+#: Largest voxel data we agree to describe (1 TiB); a header claiming more is refused.
+MAX_DATA_BYTES = 1 << 40
 _TIME_SCALE = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6}
 
 
@@ -120,7 +123,9 @@ def read_nrrd(path: Path, options: ReadOptions) -> Image:
         raise fail(path, f"byte skip {byte_skip} is below -1")
     if byte_skip == -1 and encoding != "raw":
         raise fail(path, "byte skip -1 needs raw encoding")
-    total = int(np.prod(sizes, dtype=np.int64))
+    total = math.prod(sizes)
+    if total * dtype.itemsize > MAX_DATA_BYTES:
+        raise fail(path, f"sizes {sizes} describe {total * dtype.itemsize} bytes of data")
     per_file = total // len(files.files)
     if encoding == "raw":
         _check_raw_sizes(hdr, files, per_file * dtype.itemsize, byte_skip)
@@ -315,12 +320,13 @@ def _geometry(hdr: Header, sizes: list[int], dtype: np.dtype) -> dict[str, Any]:
     others = [a for a in range(dim) if a not in spatial and a not in timeish]
     comps = [a for a in others if kinds[a] in _COMPONENT_KINDS]
     extra = [a for a in others if a not in comps]
-    if "spacings" in hdr.fields and time_step is None:
+    time_axis = timeish[0] if timeish else None
+    if "spacings" in hdr.fields and time_step is None and extra:
+        # a spacing on the first list/time axis is the time between volumes
         spacings = floats(hdr, "spacings")
-        for a in extra:
-            if kinds[a] == "time" and np.isfinite(spacings[a]):
-                time_step = spacings[a]
-                break
+        first = extra[0]
+        if kinds[first] in ("time", "list", "???", "") and np.isfinite(spacings[first]):
+            time_step, time_axis = float(spacings[first]), first
     order = spatial + timeish + extra + comps
     affine = np.eye(4)
     for c, col in enumerate(columns):
@@ -369,7 +375,7 @@ def _geometry(hdr: Header, sizes: list[int], dtype: np.dtype) -> dict[str, Any]:
         "notes": notes,
         "mf_ras": mf_ras,
         "kinds": kinds,
-        "extra_axes": extra + timeish,
+        "time_axis": time_axis,
     }
 
 
@@ -405,8 +411,8 @@ def _meta(hdr: Header, geo: dict[str, Any]) -> Meta:
     step = geo["time_step"]
     if step is not None:
         scale = 1.0
-        if "units" in hdr.fields and geo["extra_axes"]:
-            unit = axis_items(hdr, "units")[geo["extra_axes"][0]].strip().lower()
+        if "units" in hdr.fields and geo["time_axis"] is not None:
+            unit = axis_items(hdr, "units")[geo["time_axis"]].strip().lower()
             scale = _TIME_SCALE.get(unit, 1.0)
         meta.repetition_time = float(step) * scale
     for key, value in hdr.keyvalues:

@@ -161,6 +161,12 @@ def _fresh(
         "kinds": " ".join(kinds),
         "space origin": format_optional_vector(lps[:3, 3]),
     }
+    if comp_axis is None and ndim == 4 and meta.repetition_time:
+        # time between volumes as the list axis' spacing, in seconds (ITK reads this too)
+        fields["spacings"] = " ".join(
+            format_number(float(meta.repetition_time)) if a == 3 else "nan" for a in order
+        )
+        fields["units"] = " ".join('"s"' if a == 3 else '""' for a in order)
     unit = meta.spatial_unit
     if unit and unit != "mm":
         fields["space units"] = " ".join(f'"{unit}"' for _ in range(3))
@@ -204,7 +210,8 @@ def _type_name(dtype: np.dtype, source_type: str | None, current: str | None) ->
 
 
 _FIRST = ("type", "dimension", "space", "space dimension", "sizes", "space directions", "kinds",
-          "endian", "encoding", "space units", "space origin", "measurement frame")  # fmt: skip
+          "spacings", "units", "endian", "encoding", "space units", "space origin",
+          "measurement frame")  # fmt: skip
 
 
 def _ordered(fields: dict[str, str]) -> list[tuple[str, str]]:
