@@ -242,3 +242,19 @@ def test_python_api_read_write_convert(testdata, tmp_path):
     with pytest.raises(anyconv.errors.UsageError):
         anyconv.read(testdata / "nifti/niivue_nifti_space")
     assert len(anyconv.read_all(testdata / "nifti/niivue_nifti_space")) == 3
+
+
+def test_trailing_slash_or_suffixless_name_means_folder(testdata, tmp_path, run_cli):
+    src = testdata / "nifti/niivue_nifti_space"
+    code, _, stderr = run_cli(src, f"{tmp_path / 'a'}/", "--name", "{stem}")
+    assert code == 0, stderr
+    assert (tmp_path / "a" / "LPS.nii.gz").exists()
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "x.nii").write_bytes((testdata / "nifti/nibabel/anatomical.nii").read_bytes())
+    code, _, stderr = run_cli(single, f"{tmp_path / 'b'}/")
+    assert code == 0, stderr
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["x.nii.gz"]
+    code, _, stderr = run_cli(single, tmp_path / "c")
+    assert code == 0, stderr
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["x.nii.gz"]

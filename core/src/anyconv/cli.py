@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -150,7 +151,7 @@ def convert(
         Path, typer.Argument(help="Input file or folder.", show_default=False, metavar="INPUT")
     ],
     output: Annotated[
-        Path,
+        str,
         typer.Argument(
             help="Output file, or folder (ends in /, exists, or the input holds several images).",
             show_default=False,
@@ -223,7 +224,9 @@ def convert(
 
         req = ConvertRequest(
             src=input,
-            dst=output,
+            dst=Path(output),
+            # Path() drops a trailing slash, which is how a user says "a folder"
+            dst_is_folder=output.endswith(("/", os.sep)),
             from_fmt=from_,
             to_fmt=to,
             force=force,

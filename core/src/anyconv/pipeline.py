@@ -62,6 +62,8 @@ def plan_outputs(registry: Registry, images: list[Image], req: ConvertRequest) -
     """Output path of each image; a folder output gets one uniquely named file per image."""
     dst = req.dst
     folder = req.dst_is_folder or str(dst).endswith(("/", os.sep)) or dst.is_dir()
+    if not folder and req.src.is_dir() and "." not in dst.name:
+        folder = True  # a folder in, a name without suffix out: one file per image in it
     if not folder and len(images) > 1:
         try:
             registry.choose_writer(dst)
