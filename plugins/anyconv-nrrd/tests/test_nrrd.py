@@ -313,8 +313,19 @@ def test_line_and_byte_skip(reg, tmp_path):
     for name, extra in cases:
         path = write_nrrd_file(tmp_path / name, base + extra)
         np.testing.assert_array_equal(reg.read(path)[0].values(), arr, err_msg=name)
+        np.testing.assert_array_equal(sitk_reference(path)[0], arr, err_msg=name)
         if "gzip" not in extra:  # pynrrd also seeks the byte skip in the compressed file
             np.testing.assert_array_equal(nrrd.read(str(path))[0], arr)
+    (tmp_path / "tail2.raw").write_bytes(b"\xff" * 33 + raw + b"xyz")
+    (tmp_path / "tail.raw.gz").write_bytes(gzip.compress(b"\x05" * 11 + raw + b"ab"))
+    for name, extra in (
+        ("d.nhdr", "encoding: raw\nbyte skip: -4\ndata file: tail2.raw\n"),
+        ("e.nhdr", "encoding: gzip\nbyte skip: -3\ndata file: tail.raw.gz\n"),
+        ("f.nhdr", "encoding: gzip\nbyte skip: -1\ndata file: skip.raw.gz\nline skip: 1\n"),
+    ):
+        path = write_nrrd_file(tmp_path / name, base + extra)
+        np.testing.assert_array_equal(reg.read(path)[0].values(), arr, err_msg=name)
+        np.testing.assert_array_equal(sitk_reference(path)[0], arr, err_msg=name)  # teem agrees
     attached = write_nrrd_file(
         tmp_path / "att.nrrd", base + "encoding: raw\nbyte skip: -1\n", b"padding" + raw
     )

@@ -95,6 +95,8 @@ _UNITS = {"mm": "mm", "millimeter": "mm", "m": "m", "meter": "m", "um": "um", "m
           "cm": "cm"}  # fmt: skip
 #: Largest voxel data we agree to describe (1 TiB); a header claiming more is refused.
 MAX_DATA_BYTES = 1 << 40
+#: With a negative byte skip on compressed data, how much may precede the values.
+MAX_LEADING_BYTES = 1 << 30
 _TIME_SCALE = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6}
 
 
@@ -119,10 +121,8 @@ def read_nrrd(path: Path, options: ReadOptions) -> Image:
     byte_skip = _int_field(hdr, "byte skip", 0)
     if line_skip < 0:
         raise fail(path, f"line skip {line_skip} is negative")
-    if byte_skip < -1:
-        raise fail(path, f"byte skip {byte_skip} is below -1")
-    if byte_skip == -1 and encoding != "raw":
-        raise fail(path, "byte skip -1 needs raw encoding")
+    if byte_skip < 0 and encoding in ("ascii", "hex"):
+        raise fail(path, f"byte skip {byte_skip} with {encoding} encoding")
     total = math.prod(sizes)
     if total * dtype.itemsize > MAX_DATA_BYTES:
         raise fail(path, f"sizes {sizes} describe {total * dtype.itemsize} bytes of data")
@@ -180,7 +180,8 @@ def _check_raw_sizes(hdr: Header, files: DataFiles, need: int, byte_skip: int) -
     """Refuse raw data files too short for the sizes, before anything is allocated."""
     for f in files.files:
         have = f.stat().st_size - (files.attached_offset or 0)
-        want = need + max(byte_skip, 0)
+        # byte skip -N-1: the data ends N bytes before the end of the file
+        want = need + (byte_skip if byte_skip >= 0 else -byte_skip - 1)
         if have < want:
             raise ReadError(
                 f"{hdr.path}: truncated: sizes need {want} bytes of data, {f.name} has {have}"
@@ -503,8 +504,7 @@ class _Loader:
                 if self.encoding == "raw":
                     return self._raw(fh, path, count, nbytes)
                 if self.encoding in ("gzip", "bzip2"):
-                    buf = self._decompress(fh.read(), path, nbytes + self.byte_skip)
-                    return np.frombuffer(buf, dtype=self.dtype, count=count, offset=self.byte_skip)
+                    return self._compressed(fh.read(), path, count, nbytes)
                 text = fh.read()[self.byte_skip :]
         except OSError as exc:
             raise ReadError(f"{self.hdr.path}: cannot read {path.name}: {exc}") from exc
@@ -526,11 +526,12 @@ class _Loader:
             raise ReadError(f"{self.hdr.path}: bad ASCII value in {path.name}: {exc}") from exc
 
     def _raw(self, fh: Any, path: Path, count: int, nbytes: int) -> np.ndarray:
-        if self.byte_skip == -1:
+        if self.byte_skip < 0:
+            start = fh.tell()
             fh.seek(0, 2)
-            end = fh.tell()
-            if end - nbytes < (self.files.attached_offset or 0):
-                raise self._short(path, f"{end} bytes, {nbytes} needed at the end")
+            end = fh.tell() - (-self.byte_skip - 1)
+            if end - nbytes < start:
+                raise self._short(path, f"{end - start} bytes, {nbytes} needed at the end")
             fh.seek(end - nbytes)
         elif self.byte_skip:
             fh.seek(self.byte_skip, 1)
@@ -540,7 +541,23 @@ class _Loader:
             raise self._short(path, f"{got} bytes of data, {nbytes} needed")
         return out
 
-    def _decompress(self, comp: bytes, path: Path, need: int) -> bytes:
+    def _compressed(self, comp: bytes, path: Path, count: int, nbytes: int) -> np.ndarray:
+        """Values after decompression and byte skip (negative: counted from the end)."""
+        if self.byte_skip >= 0:
+            buf = self._decompress(comp, path, nbytes + self.byte_skip)
+            return np.frombuffer(buf, dtype=self.dtype, count=count, offset=self.byte_skip)
+        backwards = -self.byte_skip - 1
+        # The data size before the values is unknown: decompress it all, within reason.
+        limit = nbytes + backwards + MAX_LEADING_BYTES
+        buf = self._decompress(comp, path, limit, exact=False)
+        if len(buf) < nbytes + backwards:
+            raise self._short(path, f"{len(buf)} bytes after decoding, {nbytes + backwards} needed")
+        if len(buf) == limit:
+            raise ReadError(f"{self.hdr.path}: more than {limit} bytes of {self.encoding} data")
+        end = len(buf) - backwards
+        return np.frombuffer(buf, dtype=self.dtype, count=count, offset=end - nbytes)
+
+    def _decompress(self, comp: bytes, path: Path, need: int, exact: bool = True) -> bytes:
         """Decompress at most ``need`` bytes (so a lying header cannot blow up memory)."""
         parts: list[bytes] = []
         got = 0
@@ -563,7 +580,7 @@ class _Loader:
             raise ReadError(
                 f"{self.hdr.path}: corrupt {self.encoding} data in {path.name}: {exc}"
             ) from exc
-        if got < need:
+        if got < need and exact:
             raise self._short(path, f"{got} bytes after {self.encoding} decoding, {need} needed")
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
