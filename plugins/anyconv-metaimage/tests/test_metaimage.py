@@ -225,6 +225,11 @@ def test_header_variants_match_simpleitk(reg, tmp_path):
             arr.tobytes(),
         ),
         "msb.mha": ("BinaryDataByteOrderMSB = True\n", arr.astype(">i2").tobytes()),
+        "synonyms.mha": (
+            "Position = 1 1 1\nOffset = 3 4 5\nOrigin = -2 7 9\nOrientation = 1 0 0 0 0 1 0 -1 0\n"
+            f"Rotation = {rot}\nTransformMatrix = 0 0 1 0 1 0 -1 0 0\nElementSpacing = -1 2 3\n",
+            arr.tobytes(),
+        ),
         "gz.mha": (f"CompressedData = True\nCompressedDataSize = {len(packed)}\n", packed),
     }
     for name, (extra, data) in cases.items():

@@ -62,7 +62,8 @@ def _geometry(hdr: Header) -> tuple[np.ndarray, dict[str, Any]]:
         spacing = hdr.numbers("ElementSize", n, 1.0)
     assert spacing is not None
     origin = None
-    for key in ("Offset", "Origin", "Position"):
+    # MetaIO's precedence when several synonyms are given (checked against ITK).
+    for key in ("Origin", "Offset", "Position"):
         origin = hdr.numbers(key, n)
         if origin is not None:
             break
