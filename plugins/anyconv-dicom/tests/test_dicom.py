@@ -6,6 +6,7 @@ import subprocess
 import anyconv_dicom.plugin as plugin
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from anyconv import geometry
 from anyconv.errors import LossyConversionError, ReadError
@@ -256,3 +257,20 @@ def test_qa_every_reference_matched(testdata):
             assert not row.matched, f"{key} now matches: drop it from KNOWN_DIFFERENCES"
             continue
         assert row.matched, row.line()
+
+
+def test_native_fast_path_equals_pydicom(testdata):
+    from anyconv_dicom.pixels import read_native
+
+    used = 0
+    for f in sorted((testdata / "dicom").rglob("*")):
+        if not f.is_file():
+            continue
+        ds = pydicom.dcmread(f)
+        arr = read_native(f, ds)
+        if arr is None:
+            continue
+        used += 1
+        expected = ds.pixel_array.reshape(arr.shape)
+        np.testing.assert_array_equal(arr, expected, err_msg=str(f))
+    assert used >= 10

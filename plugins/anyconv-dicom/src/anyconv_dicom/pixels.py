@@ -183,19 +183,83 @@ class VolumeProxy:
             for k, sl in enumerate(row):
                 by_file[sl.path].append((k, t, sl))
         for path, items in by_file.items():
-            frames = self._decoder(path)
+            frames = None
+            if self._decoder is _decode:
+                frames = read_native(path, items[0][2].ds)
+            if frames is None:
+                frames = self._decoder(path)
             for k, t, sl in items:
                 img = _pick(frames, sl, path)
                 if self._apply:
                     img = img.astype(np.float32) * np.float32(sl.slope) + np.float32(sl.inter)
                 if self._shifts is not None:
                     img = _shift(img.astype(np.float32), self._shifts[k], sl)
-                # i = column, j = flipped row.
-                view[:, :, k, t, ...] = np.swapaxes(img[::-1], 0, 1)
+                # i = column, j = flipped row: a row-reversed C image is this F slice.
+                if self._spp == 1:
+                    view[:, :, k, t].T[...] = img[::-1]
+                else:
+                    view[:, :, k, t] = np.swapaxes(img[::-1], 0, 1)
         return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, index: Any) -> np.ndarray:
         return np.asarray(self)[index]
+
+
+_NATIVE = {
+    "1.2.840.10008.1.2": "<",
+    "1.2.840.10008.1.2.1": "<",
+    "1.2.840.10008.1.2.2": ">",
+}
+
+
+def read_native(path: Path, ds: Dataset) -> np.ndarray | None:
+    """Uncompressed pixels straight from the file, when they are its last element.
+
+    Reads (frames, rows, cols) without re-parsing the header; ``None`` whenever anything is
+    unusual (trailing elements, signed data needing sign extension, colour, odd sizes), so
+    pydicom decodes it instead.
+    """
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    order = _NATIVE.get(ts)
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    stored = int(ds.get("BitsStored", bits) or bits)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if (
+        order is None
+        or bits not in (8, 16, 32)
+        or int(ds.get("SamplesPerPixel", 1) or 1) != 1
+        or (signed and stored != bits)
+        or "FloatPixelData" in ds
+    ):
+        return None
+    try:
+        nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return None
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    itemsize = bits // 8
+    nbytes = rows * cols * nframes * itemsize
+    length = nbytes + (nbytes & 1)
+    try:
+        size = path.stat().st_size
+        offset = size - length
+        if offset < 12:
+            return None
+        with path.open("rb") as fh:
+            fh.seek(offset - 12)
+            head = fh.read(12)
+    except OSError:
+        return None
+    tag = b"\xe0\x7f\x10\x00" if order == "<" else b"\x7f\xe0\x00\x10"
+    length_bytes = length.to_bytes(4, "little" if order == "<" else "big")
+    explicit = head[0:4] == tag and head[4:6] in (b"OW", b"OB") and head[8:12] == length_bytes
+    implicit = head[4:8] == tag and head[8:12] == length_bytes and ts == "1.2.840.10008.1.2"
+    if not (explicit or implicit):
+        return None
+    dtype = np.dtype(f"{order}{'i' if signed else 'u'}{itemsize}")
+    arr = np.fromfile(path, dtype=dtype, count=rows * cols * nframes, offset=offset)
+    return arr.reshape(nframes, rows, cols)
 
 
 def _pick(frames: np.ndarray, sl: Slice, path: Path) -> np.ndarray:
