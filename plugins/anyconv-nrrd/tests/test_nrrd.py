@@ -40,7 +40,7 @@ class TestNrrd(ReaderConformance, WriterConformance):
 
 class TestNhdrWriter(WriterConformance):
     plugin = "anyconv_nrrd.plugin"
-    write_format = "nhdr"
+    write_format = "nrrd"
     suffix = ".nhdr"
 
     def independent_read(self, path):

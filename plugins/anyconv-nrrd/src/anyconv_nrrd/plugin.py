@@ -43,27 +43,21 @@ def anyconv_readers() -> list[ReaderSpec]:
 
 @hookimpl
 def anyconv_writers() -> list[WriterSpec]:
-    """``.nrrd`` (gzip by default) and ``.nhdr`` with a ``.raw`` companion, in LPS space."""
-    common = {
-        "load": "anyconv_nrrd.writer:write_nrrd",
-        "dtypes": NRRD_DTYPES,
-        "max_ndim": 15,
-        "scaling": False,
-        "options": _WRITE_OPTIONS,
-    }
+    """``.nrrd`` (gzip by default) and ``.nhdr`` with a ``.raw`` companion, in LPS space.
+
+    The ``.raw`` companion is not declared: ``companions`` would apply to ``.nrrd`` too. The
+    staging folder still refuses to replace an existing ``.raw`` without ``force``.
+    """
     return [
         WriterSpec(
             format="nrrd",
-            extensions=(".nrrd",),
+            load="anyconv_nrrd.writer:write_nrrd",
+            extensions=(".nrrd", ".nhdr"),
+            dtypes=NRRD_DTYPES,
+            max_ndim=15,
+            scaling=False,
+            options=_WRITE_OPTIONS,
             priority=10,
-            description="NRRD, attached header (gzip unless -o encoding=...)",
-            **common,
-        ),
-        WriterSpec(
-            format="nhdr",
-            extensions=(".nhdr",),
-            companions=(".raw",),
-            description="NRRD, detached header + .raw data file",
-            **common,
-        ),
+            description="NRRD: .nrrd attached (gzip), .nhdr + .raw detached",
+        )
     ]
