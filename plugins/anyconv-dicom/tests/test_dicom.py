@@ -24,8 +24,10 @@ MR = "1.2.840.10008.5.1.4.1.1.4"
 # References we do not match, each with the reason (checked: they must still differ).
 KNOWN_DIFFERENCES = {
     ("philips_achieva_enhanced_t1_balls", "T1.nii.gz"): (
-        "vendor (Philips console) NIfTI, not dcm2niix: it stores display-scaled values and "
-        "its origin differs by about half a voxel, as the corpus README warns"
+        "vendor (Philips console) NIfTI, not dcm2niix: stored values are identical but it "
+        "scales by the display RescaleSlope (we use Philips precise values as dcm2niix) and "
+        "its origin is half an in-plane voxel (0.96 mm) off, as the corpus README warns; "
+        "test_philips_t1_agrees_with_parrec checks the same data against PAR/REC instead"
     ),
 }
 
@@ -241,6 +243,51 @@ def test_tilt_policies(tmp_path):
     # Slice 0 is not moved: its voxels and world coordinates stay.
     np.testing.assert_allclose(fixed.stored()[:, :, 0], kept.stored()[:, :, 0])
     assert_same_world(fixed.affine, kept.affine, (11, 7, 1))
+
+
+def test_philips_t1_agrees_with_parrec(testdata):
+    par = nib.load(str(testdata / "parrec/nitest_balls1/T1.PAR"))
+    (img,) = read_dicom(testdata / "dicom/philips_achieva_enhanced_t1_balls", ReadOptions())
+    data, aff, _ = qa.to_reference_axes(img.stored().astype(float), img.affine, par.affine)
+    np.testing.assert_array_equal(data, np.asanyarray(par.dataobj.get_unscaled()))
+    # PAR/REC positions are printed with 2-3 decimals.
+    assert np.abs(aff - par.affine).max() < 0.02
+
+
+def test_echo_and_phase_split(tmp_path):
+    uid = generate_uid()
+    write_series(tmp_path / "e1", uid=uid, seed=1)
+    write_series(tmp_path / "e2", uid=uid, seed=2)
+    write_series(tmp_path / "ph", uid=uid, seed=3)
+    for f in (tmp_path / "e2").iterdir():
+        ds = pydicom.dcmread(f)
+        ds.EchoNumbers, ds.EchoTime = 2, 45
+        ds.save_as(f)
+    for f in (tmp_path / "ph").iterdir():
+        ds = pydicom.dcmread(f)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "P", "ND"]
+        ds.save_as(f)
+    images = read_dicom(tmp_path, ReadOptions())
+    assert len(images) == 3
+    assert all(i.shape == (11, 7, 5) for i in images)
+    assert sorted(i.meta.echo_time for i in images) == pytest.approx([0.03, 0.03, 0.045])
+    assert len({i.meta.series_description for i in images}) == 3  # distinct output names
+
+
+def test_dicomdir_is_not_an_image(tmp_path, caplog):
+    write_series(tmp_path / "s")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.save_as(tmp_path / "DICOMDIR", enforce_file_format=True)
+    with caplog.at_level(logging.WARNING, logger="anyconv"):
+        images = read_dicom(tmp_path, ReadOptions())
+    assert len(images) == 1
+    assert not [r for r in caplog.records if "DICOMDIR" in r.getMessage()]
 
 
 def test_csa_parser_rejects_garbage():

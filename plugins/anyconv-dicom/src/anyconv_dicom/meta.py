@@ -313,7 +313,8 @@ def _slice_timing(vol: Volume, tr_ms: float | None) -> list[float] | None:
 def _diffusion(vol: Volume) -> tuple[list[float] | None, list[list[float]] | None]:
     """b-values and unit gradient directions in RAS+ world space, one per volume."""
     firsts = [row[0] for row in vol.grid]
-    if not any(sl.bval is not None for sl in firsts):
+    if not any(sl.bval for sl in firsts):
+        # Vendors fill b=0 into every MR header (GE, Philips): only a b>0 makes it DWI.
         return None, None
     bvals: list[float] = []
     bvecs: list[list[float]] = []

@@ -411,8 +411,8 @@ def _diffusion_classic(sl: Slice, ds: Dataset, vendor: str) -> None:
                 comps = [
                     private(ds, 0x2005, "Philips MR Imaging DD 001", e) for e in (0xB0, 0xB1, 0xB2)
                 ]
-                # Philips stores AP, FH, RL: reorder to LPS x, y, z = RL, AP, FH.
-                bvec = np.asarray([float(comps[2]), float(comps[0]), float(comps[1])])
+                # (2005,10B0/B1/B2) = RL, AP, FH components: patient LPS x, y, z.
+                bvec = np.asarray([float(c) for c in comps])
             except (TypeError, ValueError):
                 bvec = None
     if bval is not None:
