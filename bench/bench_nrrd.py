@@ -5,7 +5,7 @@ Usage: uv run python bench/bench_nrrd.py [--size 256] [--repeat 3]
 Writes: attached gzip (each tool's default level, and pynrrd/SimpleITK at their defaults),
 attached raw, detached .nhdr + .raw. Reads: the same files (written by anyconv), timed to a
 numpy array in memory (``Image.values()``, ``nrrd.read``, ``sitk.GetArrayViewFromImage``).
-Best of ``--repeat`` runs; one process, same machine, same files.
+Best of ``--repeat`` rounds in which the tools take turns; one process, same files.
 """
 
 from __future__ import annotations
@@ -26,18 +26,23 @@ from anyconv.specs import WriteOptions
 from anyconv.testing import synthetic_affine
 
 
-def best(fn: Callable[[], object], repeat: int, clean: tuple[Path, str] | None = None) -> float:
-    """Best time of ``repeat`` runs; outputs (folder, name prefix) are removed before each,
+def race(
+    cases: list[tuple[str, Callable[[], object], tuple[Path, str] | None]], repeat: int
+) -> dict[str, float]:
+    """Best time of each case over ``repeat`` rounds, the tools taking turns in each round so
+    that a busy machine slows them alike. Outputs (folder, stem) are removed before each run,
     so no tool pays for freeing the previous run's file."""
-    times = []
+    times: dict[str, float] = {}
     for _ in range(repeat):
-        if clean is not None:
-            for old in clean[0].glob(clean[1] + ".*"):
-                old.unlink()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for who, fn, clean in cases:
+            if clean is not None:
+                for old in clean[0].glob(clean[1] + ".*"):
+                    old.unlink()
+            start = time.perf_counter()
+            fn()
+            took = time.perf_counter() - start
+            times[who] = min(took, times.get(who, took))
+    return times
 
 
 def phantom(n: int) -> np.ndarray:
@@ -112,23 +117,23 @@ def main() -> int:
                 ],
             ),
         ):  # fmt: skip
-            for who, (name, fn) in cases:
-                rows.append((op, who, best(fn, repeat, clean=(d, name.split(".")[0]))))
+            timed = race([(w, fn, (d, name.split(".")[0])) for w, (name, fn) in cases], repeat)
+            rows += [(op, who, sec) for who, sec in timed.items()]
         for label, name in (("gzip", "a_gz.nrrd"), ("raw", "a_raw.nrrd"), ("nhdr", "a.nhdr")):
-            path = d / name
-            rows.append(
-                (f"read .{label}", "anyconv", best(lambda p=path: reg.read(p)[0].values(), repeat))
+            path = str(d / name)
+            timed = race(
+                [
+                    ("anyconv", lambda p=path: reg.read(p)[0].values(), None),
+                    ("pynrrd", lambda p=path: nrrd.read(p)[0], None),
+                    (
+                        "SimpleITK",
+                        lambda p=path: sitk.GetArrayViewFromImage(sitk.ReadImage(p)),
+                        None,
+                    ),
+                ],
+                repeat,
             )
-            rows.append(
-                (f"read .{label}", "pynrrd", best(lambda p=path: nrrd.read(str(p))[0], repeat))
-            )
-            rows.append(
-                (
-                    f"read .{label}",
-                    "SimpleITK",
-                    best(lambda p=path: sitk.GetArrayViewFromImage(sitk.ReadImage(str(p))), repeat),
-                )
-            )
+            rows += [(f"read .{label}", who, sec) for who, sec in timed.items()]
         sizes = {p.name: p.stat().st_size / 2**20 for p in sorted(d.glob("*gz.nrrd"))}
         ours_v = reg.read(d / "a_gz.nrrd")[0].values()
         agree = np.array_equal(ours_v, nrrd.read(str(d / "s_gz.nrrd"))[0]) and np.array_equal(
