@@ -625,6 +625,7 @@ BASE = "type: short\ndimension: 3\nsizes: 4 3 2\nendian: little\nencoding: raw\n
         (BASE.replace("space directions:", "space directions: (1,0,0)"), "space directions"),
         (BASE.replace("space: left-posterior-superior", "space: up-down-left"), "space"),
         (BASE + "type: int\n", "twice"),
+        (BASE + "measurement frame: (1,0,0) (0,1) (0,0,1)\n", "measurement frame"),
         (BASE.replace("space origin: (-10,20.5,3)", "space origin: (1,2)"), "origin"),
     ],
 )
@@ -746,3 +747,28 @@ def test_absurd_sizes_refused_before_allocating(reg, tmp_path):
     )
     with pytest.raises(ReadError, match="bytes of data"):
         reg.read(path)
+
+
+@pytest.mark.parametrize(
+    ("perm", "flips"),
+    [
+        ((0, 1, 2), (1, 1, 1)),
+        ((2, 0, 1), (-1, 1, 1)),
+        ((1, 2, 0), (1, -1, -1)),
+        ((2, 1, 0), (-1, -1, 1)),
+    ],
+)
+def test_axis_orderings_written_and_read_by_sitk_and_pynrrd(reg, tmp_path, perm, flips):
+    affine = synthetic_affine(zooms=(0.7, 1.9, 3.1), perm=perm, flips=flips)
+    img = synthetic_image((9, 6, 4), "int16", affine=affine)
+    for suffix in (".nrrd", ".nhdr"):
+        out = tmp_path / f"o{suffix}"
+        reg.write(img, out, force=True)
+        s_values, s_affine = sitk_reference(out)
+        np.testing.assert_array_equal(s_values, img.values())
+        assert_same_world(s_affine, affine, img.shape)
+        data, _, p_affine, _ = pynrrd_reference(out)
+        np.testing.assert_array_equal(data, img.values())
+        assert_same_world(p_affine, affine, img.shape)
+        back = reg.read(out)[0]
+        np.testing.assert_allclose(back.affine, affine, atol=1e-12)

@@ -355,6 +355,8 @@ def _geometry(hdr: Header, sizes: list[int], dtype: np.dtype) -> dict[str, Any]:
     mf_ras = None
     if "measurement frame" in hdr.fields:
         frame = vectors(hdr, "measurement frame")
+        if any(v is not None and len(v) != len(frame) for v in frame):
+            raise fail(path, "measurement frame must be N vectors of N values")
         if frame and all(v is not None for v in frame):
             m = np.array(frame, dtype=np.float64).T  # each vector is a column
             n = min(m.shape[0], 3)
