@@ -772,3 +772,30 @@ def test_axis_orderings_written_and_read_by_sitk_and_pynrrd(reg, tmp_path, perm,
         assert_same_world(p_affine, affine, img.shape)
         back = reg.read(out)[0]
         np.testing.assert_allclose(back.affine, affine, atol=1e-12)
+
+
+def test_cli_outside_data_file_exit_4_then_allowed(tmp_path):
+    import subprocess
+    import sys
+
+    inner = tmp_path / "in"
+    inner.mkdir()
+    (tmp_path / "x.raw").write_bytes(_ramp((4, 3, 2)).astype("<i2").tobytes(order="F"))
+    path = write_nrrd_file(inner / "x.nhdr", BASE + "data file: ../x.raw\n")
+    code = "import sys; from anyconv.cli import main; sys.argv[0] = 'anyconv'; main()"
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    run = cli(path, tmp_path / "out.nrrd")
+    assert run.returncode == 4, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "outside" in run.stderr
+    assert not (tmp_path / "out.nrrd").exists()
+    run = cli(path, tmp_path / "out.nrrd", "-O", "allow_outside=1")
+    assert run.returncode == 0, run.stderr
+    data, _, affine, _ = pynrrd_reference(tmp_path / "out.nrrd")
+    np.testing.assert_array_equal(data, _ramp((4, 3, 2)))
+    np.testing.assert_allclose(affine, GEOM_RAS, atol=1e-12)
