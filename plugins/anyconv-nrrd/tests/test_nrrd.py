@@ -799,3 +799,28 @@ def test_cli_outside_data_file_exit_4_then_allowed(tmp_path):
     data, _, affine, _ = pynrrd_reference(tmp_path / "out.nrrd")
     np.testing.assert_array_equal(data, _ramp((4, 3, 2)))
     np.testing.assert_allclose(affine, GEOM_RAS, atol=1e-12)
+
+
+def test_nifti_style_vector_with_empty_t_axis(reg, tmp_path):
+    img = synthetic_image((5, 4, 3))
+    data = _ramp((5, 4, 3, 1, 3), "float32")
+    img = img.replace(data=data)
+    img.meta.intent = "vector"
+    out = tmp_path / "v5.nrrd"
+    reg.write(img, out)
+    _, header = nrrd.read(str(out))
+    assert header["kinds"] == ["vector", "domain", "domain", "domain"]
+    s_values, s_affine = sitk_reference(out)
+    np.testing.assert_array_equal(s_values, data[:, :, :, 0, :])
+    assert_same_world(s_affine, img.affine, img.shape)
+
+
+def test_crlf_header_and_comments(reg, tmp_path):
+    arr = _ramp((4, 3, 2))
+    text = ("NRRD0004\r\n# a comment\r\n" + BASE.replace("\n", "\r\n") + "\r\n").encode()
+    path = tmp_path / "crlf.nrrd"
+    path.write_bytes(text + arr.astype("<i2").tobytes(order="F"))
+    img = reg.read(path)[0]
+    np.testing.assert_array_equal(img.values(), arr)
+    np.testing.assert_allclose(img.affine, GEOM_RAS, atol=1e-12)
+    assert img.extras["nrrd"]["comments"] == ["a comment"]

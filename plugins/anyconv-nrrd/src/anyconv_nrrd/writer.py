@@ -143,6 +143,13 @@ def _fresh(
         comp_axis = ndim - 1
         comp_kind = _COMPONENT_KIND.get((meta.intent, data.shape[-1]), "vector")
     rest = [a for a in range(nsp, arr.ndim) if a != comp_axis]
+    if comp_axis is not None and any(arr.shape[a] == 1 for a in rest):
+        # NIfTI keeps an empty t axis before vector components (x, y, z, 1, c): drop it
+        keep = [a for a in range(arr.ndim) if a not in rest or arr.shape[a] != 1]
+        arr = arr.reshape([arr.shape[a] for a in keep])
+        comp_axis = keep.index(comp_axis)
+        rest = [a for a in range(nsp, arr.ndim) if a != comp_axis]
+        image.notes.append("length-1 axes before the NRRD component axis dropped")
     order = ([comp_axis] if comp_axis is not None else []) + list(range(nsp)) + rest
     file_arr = arr.transpose(order)
     lps = geometry.ras_to_lps(image.affine)
