@@ -824,3 +824,16 @@ def test_crlf_header_and_comments(reg, tmp_path):
     np.testing.assert_array_equal(img.values(), arr)
     np.testing.assert_allclose(img.affine, GEOM_RAS, atol=1e-12)
     assert img.extras["nrrd"]["comments"] == ["a comment"]
+
+
+def test_new_header_is_what_itk_writes(reg, tmp_path):
+    """Slicer saves volumes through ITK: our fresh header matches ITK's byte for byte."""
+    for dtype, shape in (("int16", (11, 7, 5)), ("float32", (6, 5, 4)), ("uint8", (3, 4, 5))):
+        img = synthetic_image(shape, dtype)
+        (tmp_path / "ours").mkdir(exist_ok=True)
+        (tmp_path / "itk").mkdir(exist_ok=True)
+        reg.write(img, tmp_path / "ours" / "v.nhdr", force=True)
+        sitk.WriteImage(img.to_sitk(), str(tmp_path / "itk" / "v.nhdr"))
+        for name in ("v.nhdr", "v.raw"):
+            ours = (tmp_path / "ours" / name).read_bytes()
+            assert ours == (tmp_path / "itk" / name).read_bytes(), (dtype, name)
