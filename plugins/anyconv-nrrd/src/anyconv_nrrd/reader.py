@@ -112,10 +112,10 @@ def read_nrrd(path: Path, options: ReadOptions) -> Image:
         "1", "true", "yes", "on",
     )  # fmt: skip
     sizes = ints(hdr, "sizes")
-    dtype = _dtype(hdr)
     encoding = ENCODINGS.get(hdr.fields["encoding"].strip().lower())
     if encoding is None:
         raise fail(path, f"unknown encoding {hdr.fields['encoding']!r}")
+    dtype = _dtype(hdr)
     files = data_files(hdr, allow)
     line_skip = _int_field(hdr, "line skip", 0)
     byte_skip = _int_field(hdr, "byte skip", 0)
