@@ -67,14 +67,24 @@ def write_series(
     shear=0.0,
     preamble=True,
     seed=0,
+    value_fn=None,
 ):
-    """A classic MR series, files named in shuffled order, with known voxels and geometry."""
+    """A classic MR series, files named in shuffled order, with known voxels and geometry.
+
+    ``value_fn(lps_points) -> values`` sets each pixel from its world position instead of noise.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     r = _rot(*rot)
     rowcos, colcos, normal = r[:, 0], r[:, 1], r[:, 2]
     uid = uid or generate_uid()
     pixels = rng.integers(0, 3000, size=(nvols, nslices, rows, cols)).astype(np.uint16)
+    if value_fn is not None:
+        rr, cc = np.mgrid[0:rows, 0:cols]
+        for s in range(nslices):
+            pos = np.asarray(origin) + normal * gap * s + colcos * shear * s
+            pts = pos + cc[..., None] * spacing[1] * rowcos + rr[..., None] * spacing[0] * colcos
+            pixels[:, s] = np.rint(value_fn(pts)).astype(np.uint16)
     names = []
     order = rng.permutation(nslices * nvols)
     for n, idx in enumerate(order):
@@ -288,6 +298,63 @@ def test_dicomdir_is_not_an_image(tmp_path, caplog):
         images = read_dicom(tmp_path, ReadOptions())
     assert len(images) == 1
     assert not [r for r in caplog.records if "DICOMDIR" in r.getMessage()]
+
+
+def test_tilt_correction_resamples_in_world_space(tmp_path):
+    # Pixel values are a linear function of world position, so linear resampling onto the
+    # corrected grid must give the function's value at each corrected voxel centre.
+    coef = np.array([3.0, -2.0, 5.0])
+
+    def fn(pts):
+        return 1500 + pts @ coef
+
+    write_series(tmp_path / "s", rows=20, cols=24, rot=(0, 0, 0), shear=1.7, value_fn=fn)
+    (img,) = read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "correct"}))
+    values = img.values(np.float64)
+    ii, jj, kk = np.meshgrid(*[np.arange(n) for n in img.shape], indexing="ij")
+    ijk = np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=1)
+    ras = geometry.voxel_to_world(img.affine, ijk)
+    expected = fn(ras * [-1, -1, 1]).reshape(img.shape)
+    # Voxels whose source lies inside their slice: slice k moved 1.7 k mm = 1.31 k rows.
+    inside = (jj + 1.7 * kk / 1.3) <= img.shape[1] - 1
+    assert inside.mean() > 0.7
+    np.testing.assert_allclose(values[inside], expected[inside], atol=1.0)
+    assert np.all(values[~inside & (jj + 1.7 * kk / 1.3 >= img.shape[1])] == 0)
+
+
+def csa2(tags):
+    """A CSA2 header blob: {name: [item strings]}."""
+    import struct
+
+    out = b"SV10\x04\x03\x02\x01" + struct.pack("<II", len(tags), 77)
+    for name, items in tags.items():
+        out += name.encode().ljust(64, b"\0")
+        out += struct.pack("<i4siii", len(items), b"DS\0\0", 3, len(items), 77)
+        for item in items:
+            raw = item.encode() + b"\0"
+            out += struct.pack("<4i", len(raw), len(raw), 77, len(raw))
+            out += raw + b"\0" * ((4 - len(raw) % 4) % 4)
+    return out
+
+
+def test_siemens_csa_diffusion(tmp_path):
+    _, _, names = write_series(tmp_path / "s", nvols=3, nslices=2)
+    dirs = {0: [0.0, 0.0, 0.0], 1: [0.6, 0.8, 0.0], 2: [0.0, -0.6, 0.8]}
+    for f in names:
+        ds = pydicom.dcmread(f)
+        vol = (int(ds.InstanceNumber) - 1) // 2
+        tags = {"B_value": [str(0 if vol == 0 else 1000)], "NumberOfImagesInMosaic": []}
+        if vol:
+            tags["DiffusionGradientDirection"] = [str(v) for v in dirs[vol]]
+        block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+        block.add_new(0x10, "OB", csa2(tags))
+        ds.save_as(f)
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.shape == (11, 7, 2, 3)
+    assert img.meta.bvals == [0.0, 1000.0, 1000.0]
+    # LPS -> RAS: x and y change sign.
+    np.testing.assert_allclose(img.meta.bvecs, [[0, 0, 0], [-0.6, -0.8, 0], [0, 0.6, 0.8]])
+    assert parse_csa(csa2({"A": ["1.5", "2"], "B": []})) == {"A": ["1.5", "2"], "B": []}
 
 
 def test_csa_parser_rejects_garbage():

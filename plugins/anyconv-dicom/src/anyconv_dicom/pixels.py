@@ -22,6 +22,9 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from .scan import Slice
 from .stack import Volume
 
+#: Largest plausible lossless compression ratio before a header is taken for corrupt.
+MAX_COMPRESSION_RATIO = 1000
+
 _JPEG_FAMILY = {
     "1.2.840.10008.1.2.4.50": "JPEG Baseline",
     "1.2.840.10008.1.2.4.51": "JPEG Extended",
@@ -182,10 +185,11 @@ class VolumeProxy:
         for t, row in enumerate(self._vol.grid):
             for k, sl in enumerate(row):
                 by_file[sl.path].append((k, t, sl))
+        buffers: dict = {}
         for path, items in by_file.items():
             frames = None
             if self._decoder is _decode:
-                frames = read_native(path, items[0][2].ds)
+                frames = read_native(path, items[0][2].ds, buffers)
             if frames is None:
                 frames = self._decoder(path)
             for k, t, sl in items:
@@ -212,7 +216,7 @@ _NATIVE = {
 }
 
 
-def read_native(path: Path, ds: Dataset) -> np.ndarray | None:
+def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndarray | None:
     """Uncompressed pixels straight from the file, when they are its last element.
 
     Reads (frames, rows, cols) without re-parsing the header; ``None`` whenever anything is
@@ -258,8 +262,20 @@ def read_native(path: Path, ds: Dataset) -> np.ndarray | None:
     if not (explicit or implicit):
         return None
     dtype = np.dtype(f"{order}{'i' if signed else 'u'}{itemsize}")
-    arr = np.fromfile(path, dtype=dtype, count=rows * cols * nframes, offset=offset)
-    return arr.reshape(nframes, rows, cols)
+    shape = (nframes, rows, cols)
+    # One reused buffer per shape: fresh pages for every file cost more than the read.
+    buf = None if buffers is None else buffers.get((shape, dtype))
+    if buf is None:
+        buf = np.empty(shape, dtype=dtype)
+        if buffers is not None:
+            buffers[(shape, dtype)] = buf
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            got = fh.readinto(memoryview(buf).cast("B"))
+    except OSError:
+        return None
+    return buf if got == nbytes else None
 
 
 def _pick(frames: np.ndarray, sl: Slice, path: Path) -> np.ndarray:
@@ -323,4 +339,9 @@ def check_sizes(vol: Volume) -> None:
     if not compressed and need > total + 1024:
         raise ReadError(
             f"{first.path}: header promises {need} bytes of pixels, the files hold {total}"
+        )
+    if compressed and need > MAX_COMPRESSION_RATIO * total + (64 << 20):
+        raise ReadError(
+            f"{first.path}: header promises {need} bytes of pixels from {total} bytes of "
+            f"compressed files (more than {MAX_COMPRESSION_RATIO}:1): refusing to allocate"
         )
