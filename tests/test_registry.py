@@ -224,3 +224,14 @@ def test_output_name_hook_can_be_overridden(reg):
     assert reg.output_name(img, "{auto}", 0) == "7_T1_MPRAGE_sag"
     reg.register(Namer(), name="namer")
     assert reg.output_name(img, "{auto}", 0) == "custom0"
+
+
+def test_lossy_dtype_choice_keeps_most_values():
+    from anyconv.adapt import nearest_target
+
+    mgh = ("uint8", "int16", "int32", "float32")
+    assert nearest_target(np.dtype("uint32"), mgh) == np.dtype("int32")
+    assert nearest_target(np.dtype("float64"), mgh) == np.dtype("float32")
+    assert nearest_target(np.dtype("int64"), mgh) == np.dtype("int32")
+    assert nearest_target(np.dtype("complex64"), mgh) == np.dtype("float32")
+    assert nearest_target(np.dtype("int8"), ("uint8", "float32")) == np.dtype("float32")

@@ -60,13 +60,19 @@ def safe_target(dtype: np.dtype, allowed: tuple[str, ...]) -> np.dtype | None:
 
 
 def nearest_target(dtype: np.dtype, allowed: tuple[str, ...]) -> np.dtype:
-    """Best lossy stand-in: same kind and widest, else a float, else the widest allowed."""
-    cands = [np.dtype(a) for a in allowed]
-    for kinds in ((dtype.kind,), ("f",), ("i", "u")):
-        same = [d for d in cands if d.kind in kinds]
-        if same:
-            return max(same, key=lambda d: d.itemsize)
-    return max(cands, key=lambda d: d.itemsize)
+    """Best lossy stand-in, so the fewest values change.
+
+    Prefer a type at least as wide that keeps the sign (uint32 -> int32, not uint8), then the
+    same family (integer or float), then the closest width.
+    """
+
+    def rank(cand: np.dtype) -> tuple[bool, bool, int]:
+        keeps_sign = not (dtype.kind == "i" and cand.kind == "u")
+        wide = cand.itemsize >= dtype.itemsize and keeps_sign
+        same_family = (cand.kind in "iu") == (dtype.kind in "iub")
+        return (wide, same_family, -abs(cand.itemsize - dtype.itemsize))
+
+    return max((np.dtype(a) for a in allowed), key=rank)
 
 
 def fit_image(image: Image, spec: WriterSpec, *, lossy: bool) -> tuple[Image, list[str]]:

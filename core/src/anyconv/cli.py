@@ -231,7 +231,9 @@ def convert(
             to_fmt=to,
             force=force,
             name_template=name,
-            read_options=ReadOptions(extra=extra),
+            read_options=ReadOptions(
+                extra=extra, allow_outside=extra.get("allow_outside", "") in ("1", "true", "yes")
+            ),
             write_options=WriteOptions(
                 lossy=lossy, compress_level=compress_level, sidecar=sidecar, extra=extra
             ),
@@ -247,6 +249,121 @@ def convert(
                 log.info("%s: %s", result.files[0], note)
             if not quiet:
                 typer.echo(" ".join(str(f) for f in result.files))
+
+
+@app.command()
+def batch(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="SRC... OUT_DIR: files or folders, then the output folder.",
+            metavar="SRC... OUT_DIR",
+            show_default=False,
+        ),
+    ],
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=0, help="Workers (0: one per core).")
+    ] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted batch.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write one JSON line per input here.")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT).")
+    ] = None,
+    dask: Annotated[bool, typer.Option("--dask", help="Run on a local Dask cluster.")] = False,
+    to: Annotated[str | None, typer.Option("--to", help="Output format id.")] = None,
+    name: Annotated[str, typer.Option("--name", help="File name template.")] = "{auto}",
+    force: Annotated[bool, typer.Option("--force", "-f", help="Start again, overwrite.")] = False,
+    lossy: Annotated[bool, typer.Option("--lossy", help="Accept and record losses.")] = False,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-O", help="KEY=VALUE for readers/writers.")
+    ] = None,
+    transform: Annotated[
+        list[str] | None,
+        typer.Option("--transform", "-t", callback=_transform_option, help="NAME[:K=V,...]"),
+    ] = None,
+    reorient: Annotated[
+        str | None, typer.Option("--reorient", callback=_reorient_option, help="AXCODES.")
+    ] = None,
+    sidecar: Annotated[bool, typer.Option("--sidecar/--no-sidecar", help="BIDS JSON.")] = True,
+    compress_level: Annotated[
+        int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
+) -> None:
+    """Convert every image under SRC... into OUT_DIR in parallel; resumable, with a report."""
+    _setup_logging(quiet, verbose, debug)
+    if len(paths) < 2:
+        raise typer.BadParameter("give at least one SRC and the OUT_DIR")
+    extra = _parse_pairs(option)
+    with _reported(debug):
+        from . import get_registry
+        from .batch import BatchSettings, run_batch
+
+        settings = BatchSettings(
+            out_dir=paths[-1],
+            to_fmt=to,
+            name_template=name,
+            transforms=tuple(
+                (t, tuple(sorted(o.items()))) for t, o in ctx.meta.get(_TRANSFORMS_KEY, [])
+            ),
+            lossy=lossy,
+            compress_level=compress_level,
+            sidecar=sidecar,
+            extra=tuple(sorted(extra.items())),
+        )
+        with _progress(quiet) as on_progress:
+            summary = run_batch(
+                get_registry(),
+                [Path(p) for p in paths[:-1]],
+                settings,
+                jobs=jobs,
+                resume=resume,
+                force=force,
+                report=report,
+                scheduler="local" if dask and scheduler is None else scheduler,
+                on_progress=on_progress,
+            )
+        if not quiet:
+            typer.echo(summary.line(), err=True)
+        if summary.failed:
+            raise typer.Exit(summary.first_exit_code or 1)
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[Any]:
+    """A rich progress bar on a terminal; failures as warning lines; silent otherwise."""
+    log = logging.getLogger("anyconv")
+
+    def report_failure(result: Any) -> None:
+        if result is not None and result.status != "ok":
+            log.warning("%s: %s", result.key, result.error)
+
+    if quiet or not sys.stderr.isatty():
+        yield lambda done, total, result: report_failure(result)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("converting", total=None)
+
+        def update(done: int, total: int, result: Any) -> None:
+            bar.update(task, completed=done, total=total)
+            report_failure(result)
+
+        yield update
 
 
 def _image_summary(image: Any) -> dict[str, Any]:

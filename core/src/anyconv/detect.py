@@ -33,7 +33,7 @@ def gunzip_head(head: bytes, size: int = HEAD_BYTES) -> bytes:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(head)) as gz:
                 return gz.read(size)
-        except (OSError, EOFError):
+        except (OSError, EOFError, zlib.error):
             return b""
 
 

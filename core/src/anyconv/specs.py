@@ -114,10 +114,15 @@ class TransformSpec:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """What a reader is asked for; ``extra`` holds ``--option`` pairs meant for it."""
+    """What a reader is asked for; ``extra`` holds ``--option`` pairs meant for it.
+
+    ``files``, for folder readers: read only these files of the folder, not its whole tree
+    (batch hands each folder's own files as one unit).
+    """
 
     extra: dict[str, str] = field(default_factory=dict)
     allow_outside: bool = False
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
