@@ -174,7 +174,8 @@ def test_synthetic_matches_dcm2niix(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("dcm2niix missing in CI")
         pytest.skip("dcm2niix not installed")
-    for n, rot in enumerate([(12.0, -7.0, 20.0), (90.0, 0.0, 90.0), (90.0, 0.0, 0.0)]):
+    rotations = [(12, -7, 20), (90, 0, 90), (90, 0, 0), (-90, 0, 90), (0, 180, 0), (30, 60, -45)]
+    for n, rot in enumerate(rotations):
         src = tmp_path / f"in{n}"
         write_series(src, rot=rot, nvols=2, seed=n)
         out = tmp_path / f"out{n}"
@@ -186,9 +187,10 @@ def test_synthetic_matches_dcm2niix(tmp_path):
         )
         ref = nib.load(str(next(out.glob("*.nii"))))
         (img,) = read_dicom(src, ReadOptions())
-        vox, aff, _ = qa.compare_volume(img, np.asarray(ref.get_fdata()), ref.affine)
+        vox, aff, mapping = qa.compare_volume(img, np.asarray(ref.get_fdata()), ref.affine)
         assert vox == 0, rot
         assert aff < 1e-3, rot
+        assert mapping == [(0, 1), (1, 1), (2, 1)], f"{rot}: axes differ from dcm2niix"
 
 
 def test_varying_rescale_gives_float32(tmp_path):
@@ -239,6 +241,19 @@ def test_missing_slice_is_reported(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="anyconv"):
         (img,) = read_dicom(tmp_path / "s", ReadOptions())
     assert any("missing or duplicate" in n for n in img.notes)
+
+
+def test_duplicates_and_transcoded_copies_kept_once(tmp_path, caplog):
+    _, _, names = write_series(tmp_path / "s", nvols=2)
+    shutil.copyfile(names[0], tmp_path / "s" / "copy_same_uid")
+    ds = pydicom.dcmread(names[1])
+    ds.SOPInstanceUID = generate_uid()  # re-encoded copy: new UID, same image
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.save_as(tmp_path / "s" / "copy_new_uid")
+    with caplog.at_level(logging.WARNING, logger="anyconv"):
+        (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.shape == (11, 7, 5, 2)
+    assert any("2 duplicate" in r.getMessage() for r in caplog.records)
 
 
 def test_tilt_policies(tmp_path):

@@ -74,8 +74,15 @@ def slice_normal(sl: Slice) -> np.ndarray:
 
 def build_volumes(slices: list[Slice]) -> list[Volume]:
     """Arrange one group's slices into volumes (usually one; more if it had to be split)."""
+    slices, dropped = _drop_duplicates(slices)
     first = slices[0]
     normal = slice_normal(first)
+    if dropped:
+        msg = (
+            f"series {first.ds.get('SeriesNumber', '?')}: {dropped} duplicate image(s) "
+            "ignored (same SOPInstanceUID, or same position, instance number and time)"
+        )
+        log.warning(msg)
     if first.ipp is None or first.iop is None:
         # No geometry: keep file order, unit spacing, and say so.
         ordered = sorted(slices, key=lambda s: s.order)
@@ -95,7 +102,7 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
     for p in positions:
         p.sort(key=lambda s: s.order)
     counts = Counter(len(p) for p in positions)
-    notes: list[str] = []
+    notes: list[str] = [msg] if dropped else []
     nt = min(counts)
     if len(counts) > 1:
         msg = (
@@ -128,6 +135,27 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
         kvec = None
     vol.affine = _affine(first, ipp0, kvec, nz)
     return [vol]
+
+
+def _drop_duplicates(slices: list[Slice]) -> tuple[list[Slice], int]:
+    """The same image twice is kept once.
+
+    Same SOPInstanceUID, or (a copy re-encoded in another transfer syntax) same position,
+    instance number and acquisition time.
+    """
+    seen: set[tuple] = set()
+    kept = []
+    for sl in slices:
+        uid = str(sl.ds.get("SOPInstanceUID", "")) or str(sl.path)
+        by_uid = ("uid", uid, sl.frame, sl.tile)
+        has_number = "InstanceNumber" in sl.ds and sl.ds.get("InstanceNumber") not in (None, "")
+        pos = None if sl.ipp is None or not has_number else tuple(np.round(sl.ipp, 3).tolist())
+        by_content = ("pos", pos, sl.order[:3], sl.frame, sl.tile)
+        if by_uid in seen or (pos is not None and by_content in seen):
+            continue
+        seen.update((by_uid, by_content))
+        kept.append(sl)
+    return kept, len(slices) - len(kept)
 
 
 def _affine(sl: Slice, ipp0: np.ndarray | None, kvec: np.ndarray | None, nz: int) -> np.ndarray:
