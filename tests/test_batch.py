@@ -114,6 +114,20 @@ def test_kill_and_resume_gives_the_clean_result(tmp_path):
     assert kills >= 1
 
 
+def test_report_has_one_line_per_series(testdata, tmp_path):
+    """The DICOM corpus folder with several series: one report line per output series."""
+    report = tmp_path / "r.jsonl"
+    src = testdata / "dicom" / "philips_achieva_enhanced_fieldmap"
+    summary = run_batch(
+        Registry(), [src], BatchSettings(out_dir=str(tmp_path / "o")), jobs=1, report=report
+    )
+    assert summary.failed == 0
+    lines = [json.loads(line) for line in report.read_text().splitlines()][:-1]
+    niftis = [o for line in lines for o in line["outputs"] if o.endswith(".nii.gz")]
+    assert len(lines) == len(niftis) == 2
+    assert [line["series_index"] for line in lines] == [0, 1]
+
+
 def test_dask_local_cluster_gives_the_same_outputs(tmp_path):
     src = tmp_path / "src"
     n, _ = make_archive(src, n_series=12, corrupt=1)

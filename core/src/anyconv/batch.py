@@ -65,6 +65,14 @@ class UnitResult:
     error: str | None = None
     exit_code: int = 0
     seconds: float = 0.0
+    series: list[dict[str, Any]] = field(default_factory=list)
+
+    def report_lines(self) -> list[dict[str, Any]]:
+        """One line per output series (a failed input: one line with its error)."""
+        base = {k: v for k, v in asdict(self).items() if k != "series"}
+        if self.status != "ok" or not self.series:
+            return [base]
+        return [{**base, **s, "series_index": i} for i, s in enumerate(self.series)]
 
 
 # -- discovery ------------------------------------------------------------------------------
@@ -199,8 +207,11 @@ def convert_unit(unit: Unit, settings: BatchSettings, overwrite: bool) -> UnitRe
     )
     try:
         for written in convert(_registry(), req):
-            result.outputs.extend(str(f) for f in written.files)
-            result.warnings.extend(f"lost: {loss}" for loss in written.losses)
+            files = [str(f) for f in written.files]
+            warnings = [f"lost: {loss}" for loss in written.losses]
+            result.outputs.extend(files)
+            result.warnings.extend(warnings)
+            result.series.append({"outputs": files, "warnings": warnings})
     except AnyconvError as exc:
         result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
     except Exception as exc:  # noqa: BLE001 - one bad unit must not stop the batch
@@ -336,7 +347,8 @@ def run_batch(
             record = asdict(result)
             journal.append(record)
             if report_fh:
-                report_fh.write(json.dumps(record) + "\n")
+                for line in result.report_lines():
+                    report_fh.write(json.dumps(line) + "\n")
             finished += 1
             if result.status == "ok":
                 summary.converted += 1
