@@ -11,7 +11,16 @@ from anyconv.model import Meta
 from pydicom.dataset import Dataset  # noqa: TID253 - only reader.py imports this module
 
 from .csa import csa_float
-from .scan import _seq_item, csa_image, find_private, fnum, image_type, manufacturer, private
+from .scan import (
+    _seq_item,
+    csa_image,
+    find_private,
+    fnum,
+    image_type,
+    manufacturer,
+    private,
+    tm_seconds,
+)
 from .stack import Volume
 
 _STR_KEYS = (
@@ -20,7 +29,9 @@ _STR_KEYS = (
     ("InstitutionalDepartmentName", "InstitutionalDepartmentName"),
     ("DeviceSerialNumber", "DeviceSerialNumber"),
     ("StationName", "StationName"),
-    ("BodyPartExamined", "BodyPartExamined"),
+    ("InstitutionAddress", "InstitutionAddress"),
+    ("BodyPart", "BodyPartExamined"),
+    ("ProcedureStepDescription", "PerformedProcedureStepDescription"),
     ("PatientPosition", "PatientPosition"),
     ("MRAcquisitionType", "MRAcquisitionType"),
     ("StudyDescription", "StudyDescription"),
@@ -38,7 +49,7 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "_".join(str(v) for v in value) or None
+        return "\\".join(str(v) for v in value) or None  # as stored in DICOM
     text = str(value).strip()
     return text or None
 
@@ -69,8 +80,14 @@ def _hhmmss(seconds: float | None) -> str | None:
     return f"{h:02d}:{m:02d}:{s:09.6f}"
 
 
-def build_meta(vol: Volume, affine: np.ndarray, shape: tuple[int, ...]) -> Meta:
-    """Meta and ``meta.bids`` for one volume, from its first slice's header and all slices."""
+def build_meta(
+    vol: Volume, affine: np.ndarray, shape: tuple[int, ...], *, multi_echo: bool = False
+) -> Meta:
+    """Meta and ``meta.bids`` for one volume, from its first slice's header and all slices.
+
+    ``multi_echo`` says the series holds several echoes, so EchoNumber is written even
+    for echo 1 (as dcm2niix does).
+    """
     first = vol.first
     ds = first.ds
     vendor = manufacturer(ds)
@@ -93,7 +110,7 @@ def build_meta(vol: Volume, affine: np.ndarray, shape: tuple[int, ...]) -> Meta:
     software = _text(ds.get("SoftwareVersions"))
     if software:
         bids["SoftwareVersions"] = software.replace("_", " ") if vendor != "GE" else software
-    itype = list(first.extra.get("frame_type") or image_type(ds))
+    itype = list(image_type(ds) or first.extra.get("frame_type") or ())
     if itype:
         bids["ImageType"] = itype
     series_number = _int(ds.get("SeriesNumber"))
@@ -103,7 +120,13 @@ def build_meta(vol: Volume, affine: np.ndarray, shape: tuple[int, ...]) -> Meta:
     if acq_num is not None:
         bids["AcquisitionNumber"] = acq_num
     acq_times = [sl.acq_time for row in vol.grid for sl in row if sl.acq_time is not None]
-    if acq_times:
+    top = tm_seconds(ds.get("AcquisitionTime"))
+    if top is None and ds.get("AcquisitionDateTime"):
+        top = tm_seconds(str(ds.get("AcquisitionDateTime"))[8:].split("+")[0].split("-")[0])
+    if first.frame is not None and top is not None:
+        # Enhanced: the file's acquisition time, not its first frame's (as dcm2niix).
+        bids["AcquisitionTime"] = _hhmmss(top)
+    elif acq_times:
         bids["AcquisitionTime"] = _hhmmss(min(acq_times))
     thickness = first.thickness
     if thickness is not None:
@@ -120,7 +143,7 @@ def build_meta(vol: Volume, affine: np.ndarray, shape: tuple[int, ...]) -> Meta:
     if flip is None:
         flip = _enh(ds, "MRTimingAndRelatedParametersSequence", "FlipAngle")
     echo_number = first.echo_number
-    if echo_number is not None:
+    if echo_number is not None and (multi_echo or echo_number > 1):
         bids["EchoNumber"] = echo_number
     if te is not None:
         bids["EchoTime"] = te / 1000.0
@@ -183,8 +206,13 @@ def build_meta(vol: Volume, affine: np.ndarray, shape: tuple[int, ...]) -> Meta:
     if timing is not None:
         bids["SliceTiming"] = timing
     coil = private(ds, 0x0051, "SIEMENS MR HEADER", 0x0F) if vendor == "Siemens" else None
-    if coil is not None:
+    if coil is None and vendor != "Siemens":
+        coil = ds.get("ReceiveCoilName") or _enh_text(
+            ds, "MRReceiveCoilSequence", "ReceiveCoilName"
+        )
+    if coil:
         bids["CoilString"] = _text(coil)
+    _acquisition_fields(ds, vol, bids, vendor, phase_axis, shape)
     meta = Meta(
         modality=bids.get("Modality"),
         manufacturer=vendor,
@@ -220,6 +248,125 @@ def build_meta(vol: Volume, affine: np.ndarray, shape: tuple[int, ...]) -> Meta:
     meta.bids = bids
     del affine
     return meta
+
+
+def _enh_text(ds: Dataset, macro: str, keyword: str) -> str | None:
+    for item in (_shared(ds, macro), _first_frame(ds, macro)):
+        if item is not None and _text(item.get(keyword)) is not None:
+            return _text(item.get(keyword))
+    return None
+
+
+def _number(ds: Dataset, keyword: str, *macros: str) -> float | None:
+    """A numeric element from the top level or the first enhanced macro that has it."""
+    value = fnum(ds, keyword)
+    for macro in macros:
+        if value is not None:
+            break
+        value = _enh(ds, macro, keyword)
+    return value
+
+
+def _acquisition_fields(
+    ds: Dataset,
+    vol: Volume,
+    bids: dict[str, Any],
+    vendor: str,
+    phase_axis: int | None,
+    shape: tuple[int, ...],
+) -> None:
+    """Sequence and k-space fields dcm2niix writes, from standard tags and vendor headers."""
+    simple = (
+        ("SAR", "SAR", ()),
+        ("EchoTrainLength", "EchoTrainLength", ("MRTimingAndRelatedParametersSequence",)),
+        ("PercentPhaseFOV", "PercentPhaseFieldOfView", ("MRFOVGeometrySequence",)),
+        ("PercentSampling", "PercentSampling", ("MRFOVGeometrySequence",)),
+        ("PhaseEncodingSteps", "NumberOfPhaseEncodingSteps", ()),
+        ("PixelBandwidth", "PixelBandwidth", ("MRImagingModifierSequence",)),
+        ("ImagingFrequency", "ImagingFrequency", ()),
+    )
+    for key, kw, macros in simple:
+        if key in bids:
+            continue
+        value = _number(ds, kw, *macros)
+        if value is not None:
+            bids[key] = value
+    if "ImagingFrequency" not in bids:
+        value = _enh(ds, "MRImagingModifierSequence", "TransmitterFrequency")
+        if value is not None:
+            bids["ImagingFrequency"] = value
+    acq = ds.get("AcquisitionMatrix")
+    try:
+        acq_pe = int(acq[2] or acq[3]) if acq is not None else 0
+    except (TypeError, ValueError, IndexError):
+        acq_pe = 0
+    if not acq_pe:
+        value = _enh(ds, "MRFOVGeometrySequence", "MRAcquisitionPhaseEncodingStepsInPlane")
+        acq_pe = int(value) if value else 0
+    if acq_pe:
+        bids["AcquisitionMatrixPE"] = acq_pe
+    if phase_axis is not None:
+        bids["ReconMatrixPE"] = shape[phase_axis]
+    mt = _enh_text(ds, "MRModifierSequence", "MagnetizationTransfer")
+    if mt is not None:
+        bids["MTState"] = mt.upper() not in ("NONE", "OFF")
+    par = _enh(ds, "MRModifierSequence", "ParallelReductionFactorInPlane")
+    if vendor == "Siemens":
+        _siemens_fields(ds, bids)
+    elif vendor == "GE":
+        asset = private(ds, 0x0043, "GEMS_PARM_01", 0x83)
+        try:
+            factor = float(asset[0]) if asset is not None else 0.0
+        except (TypeError, ValueError, IndexError):
+            factor = 0.0
+        if 0 < factor < 1:
+            par = 1.0 / factor
+    elif vendor == "Philips":
+        display = vol.first.extra.get("philips_display")
+        if display is not None:
+            bids["PhilipsRescaleSlope"], bids["PhilipsRescaleIntercept"] = display
+            bids["PhilipsScaleSlope"] = 1.0 / vol.first.slope if vol.first.slope else None
+            bids["UsePhilipsFloatNotDisplayScaling"] = 1
+    if par is not None and "ParallelReductionFactorInPlane" not in bids and par > 1:
+        bids["ParallelReductionFactorInPlane"] = par
+    technique = _enh_text(ds, "MRModifierSequence", "ParallelAcquisitionTechnique")
+    if technique is not None:
+        bids["ParallelAcquisitionTechnique"] = technique
+    pf_dir = _enh_text(ds, "MRModifierSequence", "PartialFourierDirection")
+    if pf_dir is not None:
+        bids["PartialFourierDirection"] = pf_dir
+    if "EffectiveEchoSpacing" in bids and "ParallelReductionFactorInPlane" in bids:
+        bids["DerivedVendorReportedEchoSpacing"] = (
+            bids["EffectiveEchoSpacing"] * bids["ParallelReductionFactorInPlane"]
+        )
+
+
+def _siemens_fields(ds: Dataset, bids: dict[str, Any]) -> None:
+    """Siemens: ASCCONV protocol (base resolution, acceleration), dwell time, coil."""
+    from .csa import parse_ascconv
+    from .scan import csa_series
+
+    dwell = private(ds, 0x0019, "SIEMENS MR HEADER", 0x18)
+    try:
+        if dwell is not None:
+            bids["DwellTime"] = float(dwell) * 1e-9
+    except (TypeError, ValueError):
+        pass
+    proto = parse_ascconv(csa_series(ds))
+    if not proto:
+        return
+    for key, name in (
+        ("sKSpace.lBaseResolution", "BaseResolution"),
+        ("sPat.lAccelFactPE", "ParallelReductionFactorInPlane"),
+        ("sSliceAcceleration.lMultiBandFactor", "MultibandAccelerationFactor"),
+        ("sPat.lRefLinesPE", "RefLinesPE"),
+        ("sTXSPEC.asNucleusInfo[0].flReferenceAmplitude", "TxRefAmp"),
+    ):
+        value = proto.get(key)
+        if isinstance(value, (int, float)) and value > 0:
+            if name == "ParallelReductionFactorInPlane" and value <= 1:
+                continue
+            bids[name] = value
 
 
 def _int(value: Any) -> int | None:
@@ -298,7 +445,14 @@ def _slice_timing(vol: Volume, tr_ms: float | None) -> list[float] | None:
         best = np.max(np.stack(good or per_volume), axis=0)
         return [round(float(t), 6) for t in best]
     row = vol.grid[0]
-    if vol.nz < 2 or manufacturer(vol.first.ds) != "Siemens":
+    head = vol.first.ds
+    scanning = str(head.get("ScanningSequence", "")).upper()
+    epi = (
+        "EP" in scanning
+        or "EPI" in image_type(head)
+        or str(head.get("EchoPlanarPulseSequence", "")).upper() == "YES"
+    )
+    if vol.nz < 2 or manufacturer(vol.first.ds) != "Siemens" or not epi:
         return None
     acq = [sl.acq_time for sl in row]
     if any(a is None for a in acq):

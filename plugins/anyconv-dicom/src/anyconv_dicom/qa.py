@@ -70,6 +70,7 @@ class Row:
     bval_diff: float | None = None
     bvec_diff: float | None = None
     fields: list[str] = field(default_factory=list)
+    other_fields: list[str] = field(default_factory=list)
     same_orientation: bool | None = None
     note: str = ""
 
@@ -83,6 +84,7 @@ class Row:
             f"| {self.case} | {self.reference} | {'yes' if self.matched else 'NO'} | "
             f"{num(self.voxel_diff)} | {num(self.affine_diff)} | {num(self.bval_diff)} | "
             f"{num(self.bvec_diff)} | {', '.join(self.fields) or '-'} | "
+            f"{', '.join(self.other_fields) or '-'} | "
             f"{_yes_no(self.same_orientation)} | "
             f"{self.note} |"
         )
@@ -94,8 +96,9 @@ def _yes_no(value: bool | None) -> str:
 
 HEADER = (
     "| case | reference | matched | max voxel diff | max affine diff (mm) | bval diff | "
-    "bvec diff | JSON fields differing | same axes as ref | note |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "bvec diff | key JSON fields differing | other JSON fields differing or missing | "
+    "same axes as ref | note |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -206,6 +209,23 @@ def json_diffs(img: Image, ref_json: dict[str, Any], mapping: list[tuple[int, in
     return out
 
 
+#: Keys dcm2niix writes that are about its own run, not the data.
+_NOT_COMPARED = {"ConversionSoftware", "ConversionSoftwareVersion", "BidsGuess"}
+
+
+def other_json_diffs(img: Image, ref_json: dict[str, Any]) -> list[str]:
+    """Every other reference key we lack (``-key``) or state differently (for the note)."""
+    out = []
+    for key, value in ref_json.items():
+        if key in KEY_FIELDS or key in _NOT_COMPARED:
+            continue
+        if key not in img.meta.bids:
+            out.append(f"-{key}")
+        elif not _same(img.meta.bids[key], value, key):
+            out.append(key)
+    return out
+
+
 def _same(a: Any, b: Any, key: str) -> bool:
     if a is None:
         return False
@@ -266,6 +286,7 @@ def check_reference(case: str, images: list[Image], ref: Path) -> Row:
         row.note = "shape differs"
     if ref_json:
         row.fields = json_diffs(img, ref_json, mapping)
+        row.other_fields = other_json_diffs(img, ref_json)
     stem = ref.name.removesuffix(".gz").removesuffix(".nii")
     bval = _load_fsl(ref.with_name(stem + ".bval"))
     bvec = _load_fsl(ref.with_name(stem + ".bvec"))

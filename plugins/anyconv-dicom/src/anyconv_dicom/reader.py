@@ -74,12 +74,23 @@ def read_dicom(path: Path, options: ReadOptions) -> list[Image]:
     vols = volumes([path])
     if not vols:
         raise ReadError(f"{path}: no DICOM image found")
-    images = [to_image(v, tilt=tilt) for v in vols]
+    echoes: dict[str, set] = {}
+    for v in vols:
+        uid = str(v.first.ds.get("SeriesInstanceUID", ""))
+        echoes.setdefault(uid, set()).add(v.first.echo_number)
+    images = [
+        to_image(
+            v,
+            tilt=tilt,
+            multi_echo=len(echoes[str(v.first.ds.get("SeriesInstanceUID", ""))]) > 1,
+        )
+        for v in vols
+    ]
     _disambiguate(images)
     return images
 
 
-def to_image(vol: Volume, *, tilt: str = "correct") -> Image:
+def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) -> Image:
     """One volume as a lazily loaded ``Image`` with metadata."""
     check_sizes(vol)
     slopes = {(sl.slope, sl.inter) for row in vol.grid for sl in row}
@@ -107,7 +118,7 @@ def to_image(vol: Volume, *, tilt: str = "correct") -> Image:
         slope, inter = next(iter(slopes))
     else:
         notes.append("rescale slope/intercept vary across slices: applied, stored as float32")
-    meta = build_meta(vol, affine, proxy.shape)
+    meta = build_meta(vol, affine, proxy.shape, multi_echo=multi_echo)
     meta.bids["ConversionSoftware"] = "anyconv"
     meta.bids["ConversionSoftwareVersion"] = __version__
     img = Image(
