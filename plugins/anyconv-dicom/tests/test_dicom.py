@@ -68,6 +68,7 @@ def write_series(
     preamble=True,
     seed=0,
     value_fn=None,
+    offsets=None,
 ):
     """A classic MR series, files named in shuffled order, with known voxels and geometry.
 
@@ -78,11 +79,12 @@ def write_series(
     r = _rot(*rot)
     rowcos, colcos, normal = r[:, 0], r[:, 1], r[:, 2]
     uid = uid or generate_uid()
+    offsets = [gap * s for s in range(nslices)] if offsets is None else offsets
     pixels = rng.integers(0, 3000, size=(nvols, nslices, rows, cols)).astype(np.uint16)
     if value_fn is not None:
         rr, cc = np.mgrid[0:rows, 0:cols]
         for s in range(nslices):
-            pos = np.asarray(origin) + normal * gap * s + colcos * shear * s
+            pos = np.asarray(origin) + normal * offsets[s] + colcos * shear * s
             pts = pos + cc[..., None] * spacing[1] * rowcos + rr[..., None] * spacing[0] * colcos
             pixels[:, s] = np.rint(value_fn(pts)).astype(np.uint16)
     names = []
@@ -114,7 +116,7 @@ def write_series(
         ds.SliceThickness = gap
         ds.PixelSpacing = list(spacing)
         ds.ImageOrientationPatient = [*rowcos.round(8), *colcos.round(8)]
-        pos = np.asarray(origin) + normal * gap * s + colcos * shear * s
+        pos = np.asarray(origin) + normal * offsets[s] + colcos * shear * s
         ds.ImagePositionPatient = [round(float(x), 6) for x in pos]
         ds.Rows, ds.Columns = rows, cols
         ds.SamplesPerPixel = 1
@@ -370,6 +372,27 @@ def test_siemens_csa_diffusion(tmp_path):
     # LPS -> RAS: x and y change sign.
     np.testing.assert_allclose(img.meta.bvecs, [[0, 0, 0], [-0.6, -0.8, 0], [0, 0.6, 0.8]])
     assert parse_csa(csa2({"A": ["1.5", "2"], "B": []})) == {"A": ["1.5", "2"], "B": []}
+
+
+def test_uneven_spacing_policies(tmp_path):
+    coef = np.array([2.0, 3.0, -4.0])
+
+    def fn(pts):
+        return 2000 + pts @ coef
+
+    offsets = [0.0, 2.5, 5.0, 10.0, 12.5]  # one slice missing between 5 and 10
+    write_series(tmp_path / "s", nslices=5, offsets=offsets, value_fn=fn)
+    with pytest.raises(LossyConversionError):
+        read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "error"}))
+    (kept,) = read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "keep"}))
+    assert kept.shape == (11, 7, 5) and any("uneven" in n for n in kept.notes)
+    (img,) = read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "correct"}))
+    assert img.shape == (11, 7, 6)
+    assert img.zooms[2] == pytest.approx(2.5)
+    ii, jj, kk = np.meshgrid(*[np.arange(n) for n in img.shape], indexing="ij")
+    ijk = np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=1)
+    expected = fn(geometry.voxel_to_world(img.affine, ijk) * [-1, -1, 1]).reshape(img.shape)
+    np.testing.assert_allclose(img.values(np.float64), expected, atol=1.0)
 
 
 def test_csa_parser_rejects_garbage():

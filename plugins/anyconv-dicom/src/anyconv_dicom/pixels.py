@@ -141,16 +141,20 @@ class VolumeProxy:
         apply_scaling: bool,
         decoder: Callable[[Path], np.ndarray] = _decode,
         tilt_shifts: list[tuple[float, float]] | None = None,
+        k_resample: list[tuple[int, int, float]] | None = None,
     ) -> None:
         first = vol.first
         self._vol = vol
         self._apply = apply_scaling
         self._decoder = decoder
         self._shifts = tilt_shifts
+        self._resample = k_resample
         self._spp = int(first.ds.get("SamplesPerPixel", 1) or 1)
         base = stored_dtype(first.ds)
-        self._dtype = np.dtype(np.float32) if (apply_scaling or tilt_shifts) else base
-        shape: tuple[int, ...] = (first.cols, first.rows, vol.nz)
+        resampled = apply_scaling or tilt_shifts or k_resample
+        self._dtype = np.dtype(np.float32) if resampled else base
+        nz = len(k_resample) if k_resample else vol.nz
+        shape: tuple[int, ...] = (first.cols, first.rows, nz)
         if vol.nt > 1:
             shape += (vol.nt,)
         if self._spp > 1:
@@ -176,7 +180,18 @@ class VolumeProxy:
         return int(np.prod(self._shape)) * self._dtype.itemsize
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = np.empty(self._shape, dtype=self._dtype, order="F")
+        if self._resample:
+            stack = self._stack((*self._shape[:2], self._vol.nz, *self._shape[3:]))
+            out = np.empty(self._shape, dtype=self._dtype, order="F")
+            for k, (k0, k1, w) in enumerate(self._resample):
+                out[:, :, k] = stack[:, :, k0] * np.float32(1 - w) + stack[:, :, k1] * np.float32(w)
+        else:
+            out = self._stack(self._shape)
+        return out if dtype is None else out.astype(dtype)
+
+    def _stack(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The slices as stored (after per-slice scaling and tilt shifts), one per k."""
+        out = np.empty(shape, dtype=self._dtype, order="F")
         if self._spp == 1:
             view = out.reshape((*out.shape[:3], -1), order="F")
         else:
@@ -203,7 +218,7 @@ class VolumeProxy:
                     view[:, :, k, t].T[...] = img[::-1]
                 else:
                     view[:, :, k, t] = np.swapaxes(img[::-1], 0, 1)
-        return out if dtype is None else out.astype(dtype)
+        return out
 
     def __getitem__(self, index: Any) -> np.ndarray:
         return np.asarray(self)[index]

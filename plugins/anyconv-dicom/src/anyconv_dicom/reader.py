@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from anyconv.errors import LossyConversionError, ReadError, UsageError
 from anyconv.model import Image
 from anyconv.specs import ReadOptions
@@ -112,7 +113,20 @@ def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) ->
             losses.append("gantry tilt corrected by linear resampling")
         else:
             notes.append(f"{what}: kept as a sheared affine")
-    proxy = VolumeProxy(vol, apply_scaling=not uniform, tilt_shifts=shifts)
+    resample = None
+    if vol.uneven and vol.nz > 2:
+        what = "uneven slice spacing"
+        if tilt == "error":
+            raise LossyConversionError(
+                f"{vol.first.path}: {what}", hint="use --option tilt=correct or tilt=keep"
+            )
+        if tilt == "correct":
+            resample, affine = regular_grid(vol, affine)
+            notes.append(f"{what}: resampled linearly onto {len(resample)} evenly spaced slices")
+            losses.append("uneven slice spacing corrected by linear resampling along slices")
+        else:
+            notes.append(f"{what}: kept, slices placed at the mean spacing")
+    proxy = VolumeProxy(vol, apply_scaling=not uniform, tilt_shifts=shifts, k_resample=resample)
     slope, inter = (1.0, 0.0)
     if uniform:
         slope, inter = next(iter(slopes))
@@ -139,6 +153,30 @@ def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) ->
         "uneven_spacing": vol.uneven,
     }
     return img
+
+
+def regular_grid(
+    vol: Volume, affine: np.ndarray
+) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+    """Interpolation weights onto slices evenly spaced at the smallest gap, and the affine.
+
+    Each new slice k lies between stored slices k0 and k1 with weight w on k1. The in-plane
+    axes and first slice stay; the slice axis keeps its direction with the new step.
+    """
+    pos = np.asarray(vol.positions, dtype=np.float64)
+    gaps = np.diff(pos)
+    span = float(pos[-1] - pos[0])
+    step = float(gaps[gaps > 0].min())
+    n = round(span / step) + 1
+    new = pos[0] + np.arange(n) * (span / (n - 1))
+    weights = []
+    for p in new:
+        k0 = int(np.clip(np.searchsorted(pos, p, side="right") - 1, 0, len(pos) - 2))
+        w = float(np.clip((p - pos[k0]) / (pos[k0 + 1] - pos[k0]), 0.0, 1.0))
+        weights.append((k0, k0 + 1, w))
+    out = np.array(affine, dtype=np.float64)
+    out[:3, 2] = affine[:3, 2] * (vol.nz - 1) / (n - 1)
+    return weights, out
 
 
 def _disambiguate(images: list[Image]) -> None:
