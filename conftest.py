@@ -1,1 +1,1 @@
-pytest_plugins = ["anyconv.testing.fixtures"]
+pytest_plugins = ["anyconv.testing.fixtures", "pytester"]
