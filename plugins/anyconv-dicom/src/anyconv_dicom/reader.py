@@ -24,8 +24,10 @@ from .stack import Volume, build_volumes, correct_tilt, group_slices
 log = logging.getLogger("anyconv")
 
 TILT_POLICIES = ("correct", "keep", "error")
-#: Slice-offset angles from the normal below this (degrees) are rounding, not tilt.
-TILT_TOL_DEG = 0.01
+#: In-plane drift of the stack (last slice vs first) below both limits is rounding of the
+#: printed positions, not tilt: it stays in the affine as dcm2niix leaves it.
+TILT_TOL_MM = 0.06
+TILT_TOL_VOXELS = 0.1
 
 
 def scan(paths: Iterable[Path]) -> list[Slice]:
@@ -100,7 +102,8 @@ def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) ->
     losses: list[str] = []
     affine = vol.affine
     shifts = None
-    if vol.tilt_deg > TILT_TOL_DEG and vol.nz > 1:
+    tol_mm = max(TILT_TOL_MM, TILT_TOL_VOXELS * min(vol.first.spacing))
+    if vol.tilt_mm > tol_mm and vol.nz > 1:
         what = f"slices offset {vol.tilt_deg:.3f} deg from their normal (gantry tilt or shear)"
         if tilt == "error":
             raise LossyConversionError(
@@ -150,6 +153,7 @@ def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) ->
         "SeriesInstanceUID": str(vol.first.ds.get("SeriesInstanceUID", "")),
         "files": len({sl.path for row in vol.grid for sl in row}),
         "tilt_deg": vol.tilt_deg,
+        "tilt_mm": vol.tilt_mm,
         "uneven_spacing": vol.uneven,
     }
     return img

@@ -22,8 +22,10 @@ log = logging.getLogger("anyconv")
 
 #: Two slices closer than this along the normal (mm) share a position.
 POSITION_TOL = 0.01
-#: Relative deviation of a slice gap from the mean gap reported as uneven spacing.
-SPACING_TOL = 0.01
+#: Deviation of a slice gap from the mean gap reported as uneven spacing: relative, and
+#: in mm (positions printed with one decimal, e.g. 0.625 mm CT, must not count).
+SPACING_TOL = 0.02
+SPACING_TOL_MM = 0.06
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Volume:
     affine: np.ndarray
     notes: list[str] = field(default_factory=list)
     tilt_deg: float = 0.0
+    tilt_mm: float = 0.0  # in-plane offset of the last slice from the first's normal line
     uneven: bool = False
     positions: np.ndarray | None = None
 
@@ -120,7 +123,8 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
     if nz > 1:
         gaps = np.diff(np.asarray(pos_values))
         mean_gap = float(gaps.mean())
-        if mean_gap > 0 and float(np.abs(gaps - mean_gap).max()) > SPACING_TOL * mean_gap:
+        tol = max(SPACING_TOL * mean_gap, SPACING_TOL_MM)
+        if mean_gap > 0 and float(np.abs(gaps - mean_gap).max()) > tol:
             vol.uneven = True
             msg = (
                 f"series {first.ds.get('SeriesNumber', '?')}: uneven slice spacing "
@@ -131,6 +135,8 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
         kvec = (ipp1 - ipp0) / (nz - 1)
         cos = float(np.dot(kvec, normal) / np.linalg.norm(kvec))
         vol.tilt_deg = float(np.degrees(np.arccos(np.clip(abs(cos), 0.0, 1.0))))
+        d = ipp1 - ipp0
+        vol.tilt_mm = float(np.linalg.norm(d - normal * float(d @ normal)))
     else:
         kvec = None
     vol.affine = _affine(first, ipp0, kvec, nz)
