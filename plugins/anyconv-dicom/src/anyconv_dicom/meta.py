@@ -443,6 +443,8 @@ def _slice_timing(vol: Volume, tr_ms: float | None) -> list[float] | None:
     if per_volume:
         good = [t for t in per_volume if tr_ms is None or t.max() < tr_ms / 1000.0]
         best = np.max(np.stack(good or per_volume), axis=0)
+        if best.min() < 0:  # some sequences report negative times: shift to start at 0
+            best = best - best.min()
         return [round(float(t), 6) for t in best]
     row = vol.grid[0]
     head = vol.first.ds

@@ -315,6 +315,8 @@ def _classic_slice(path: Path, ds: Dataset) -> Slice:
     if vendor == "Philips":
         _philips_scale(sl, ds)
     coil = private(ds, 0x0051, "SIEMENS MR HEADER", 0x0F) if vendor == "Siemens" else None
+    # GE marks magnitude/phase/real/imaginary (0, 1, 2, 3) only in a private tag.
+    ge_part = private(ds, 0x0043, "GEMS_PARM_01", 0x2F) if vendor == "GE" else None
     sl.key = (
         *_common_key(ds),
         _round_iop(iop),
@@ -325,6 +327,7 @@ def _classic_slice(path: Path, ds: Dataset) -> Slice:
         round(te, 3) if te is not None else None,
         _type_key(itype),
         str(coil) if coil and "HEA;HEP" not in str(coil) and not _combined_coil(coil) else None,
+        str(ge_part) if ge_part is not None else None,
     )
     sl.order = (
         fnum(ds, "TemporalPositionIdentifier", 0) or 0,
