@@ -174,12 +174,30 @@ def fvec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
 
 
 def private(ds: Dataset, group: int, creator: str, elem: int) -> Any:
-    """Value of a private element by creator name, or ``None``."""
-    try:
-        block = ds.private_block(group, creator)
-        return block[elem].value
-    except (KeyError, ValueError):
-        return None
+    """Value of a private element by creator name, or ``None``.
+
+    Looks the creator up directly (pydicom's ``private_block`` scans the whole dataset,
+    which dominated the header scan of large series).
+    """
+    for block in range(0x10, 0x100):
+        tag = (group << 16) | block
+        if tag not in ds:
+            continue
+        try:
+            value = ds[tag].value
+        except Exception:  # noqa: BLE001 - an unreadable creator is no match
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if str(value).strip() == creator:
+            target = (group << 16) | (block << 8) | elem
+            if target not in ds:
+                return None
+            try:
+                return ds[target].value
+            except Exception:  # noqa: BLE001
+                return None
+    return None
 
 
 def tm_seconds(value: Any) -> float | None:
@@ -329,6 +347,8 @@ def _classic_slice(path: Path, ds: Dataset) -> Slice:
         str(coil) if coil and "HEA;HEP" not in str(coil) and not _combined_coil(coil) else None,
         str(ge_part) if ge_part is not None else None,
     )
+    sl.extra["uid"] = str(ds.get("SOPInstanceUID", "")) or str(path)
+    sl.extra["numbered"] = ds.get("InstanceNumber") not in (None, "")
     sl.order = (
         fnum(ds, "TemporalPositionIdentifier", 0) or 0,
         fnum(ds, "InstanceNumber", 0) or 0,
@@ -553,6 +573,7 @@ def _enhanced_slices(path: Path, ds: Dataset, nframes: int) -> list[Slice]:
     rows, cols = int(ds.Rows), int(ds.Columns)
     vendor = manufacturer(ds)
     file_instance = fnum(ds, "InstanceNumber", 0) or 0
+    uid = str(ds.get("SOPInstanceUID", "")) or str(path)
     out = []
     for f in range(nframes):
         pf = per_frame[f] if f < len(per_frame) else None
@@ -634,6 +655,8 @@ def _enhanced_slices(path: Path, ds: Dataset, nframes: int) -> list[Slice]:
         if timing is not None and fnum(timing, "FlipAngle") is not None:
             sl.extra["flip"] = fnum(timing, "FlipAngle")
         sl.extra["frame_type"] = frame_type
+        sl.extra["uid"] = uid
+        sl.extra["numbered"] = False  # frames are told apart by their index
         sl.key = (
             *_common_key(ds),
             _round_iop(iop),

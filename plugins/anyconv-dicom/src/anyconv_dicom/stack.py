@@ -152,10 +152,10 @@ def _drop_duplicates(slices: list[Slice]) -> tuple[list[Slice], int]:
     seen: set[tuple] = set()
     kept = []
     for sl in slices:
-        uid = str(sl.ds.get("SOPInstanceUID", "")) or str(sl.path)
+        uid = sl.extra.get("uid") or str(sl.path)
         by_uid = ("uid", uid, sl.frame, sl.tile)
-        has_number = "InstanceNumber" in sl.ds and sl.ds.get("InstanceNumber") not in (None, "")
-        pos = None if sl.ipp is None or not has_number else tuple(np.round(sl.ipp, 3).tolist())
+        numbered = sl.extra.get("numbered", False)
+        pos = None if sl.ipp is None or not numbered else tuple(np.round(sl.ipp, 3).tolist())
         by_content = ("pos", pos, sl.order[:3], sl.frame, sl.tile)
         if by_uid in seen or (pos is not None and by_content in seen):
             continue
