@@ -258,3 +258,13 @@ def test_trailing_slash_or_suffixless_name_means_folder(testdata, tmp_path, run_
     code, _, stderr = run_cli(single, tmp_path / "c")
     assert code == 0, stderr
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["x.nii.gz"]
+
+
+def test_library_warnings_do_not_reach_stderr(testdata, tmp_path, run_cli):
+    """A truncated DICOM makes pydicom warn; the user sees anyconv's one line only."""
+    src = testdata / "dicom/pydicom/MR_small_RLE.dcm"
+    bad = tmp_path / "cut.dcm"
+    bad.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
+    code, _, stderr = run_cli(bad, tmp_path / "o.nii")
+    assert code in (3, 4)
+    one_error_line(stderr)

@@ -77,6 +77,15 @@ def _setup_logging(quiet: bool, verbose: bool, debug: bool) -> None:
     elif verbose:
         level = logging.INFO
     logger.setLevel(level)
+    # Libraries (pydicom, nibabel, h5py) warn through `warnings` and their own loggers; without
+    # this, Python prints those as multi-line text on stderr. With --debug they are shown.
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        root.addHandler(logging.NullHandler())
+    if debug:
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
 
 
 def _error(message: str) -> None:
