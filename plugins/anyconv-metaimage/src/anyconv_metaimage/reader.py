@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from anyconv import deflate as _deflate
 from anyconv import geometry
 from anyconv.errors import ReadError
 from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
 
-from . import _deflate
 from ._header import MAX_DEFLATE_RATIO, STANDARD_FIELDS, Header, parse_header
 
 _MODALITIES = {"MET_MOD_CT": "CT", "MET_MOD_MR": "MR", "MET_MOD_NM": "NM", "MET_MOD_US": "US"}

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from anyconv import deflate as _deflate
 from anyconv import geometry
 from anyconv.errors import WriteError
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
 
-from . import _deflate
 from .reader import itk_orientation
 
 DEFAULT_COMPRESS_LEVEL = 1

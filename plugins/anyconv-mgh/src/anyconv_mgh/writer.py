@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from anyconv import deflate as _deflate
 from anyconv import geometry
 from anyconv.errors import LossyConversionError, WriteError
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
 from nibabel.freesurfer.mghformat import DATA_OFFSET, MGHHeader, footer_dtype, header_dtype
 
-from . import _deflate
 from .reader import vox2ras
 
 DEFAULT_COMPRESS_LEVEL = 1  # nibabel's and FreeSurfer's speed/size trade-off for .mgz

@@ -1,6 +1,8 @@
-"""zlib streams through ISA-L (python-isal) when installed: 3-5x faster than zlib, same format.
+"""zlib/gzip streams through ISA-L (python-isal): 3-5x faster than zlib, same format.
 
-ISA-L knows levels 1 to 3; higher levels, asked for size over speed, go to the standard zlib.
+Shared by plugins that compress inside their own container (MetaImage, MGZ) and cannot use
+``io.open_output``. ISA-L knows levels 1 to 3; higher levels, asked for size over speed, go to
+the standard zlib.
 """
 
 from __future__ import annotations
