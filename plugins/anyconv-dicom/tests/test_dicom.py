@@ -395,6 +395,15 @@ def test_uneven_spacing_policies(tmp_path):
     np.testing.assert_allclose(img.values(np.float64), expected, atol=1.0)
 
 
+def test_header_promising_huge_image_is_refused_before_allocating(tmp_path):
+    _, _, names = write_series(tmp_path / "s", nslices=1)
+    ds = pydicom.dcmread(names[0])
+    ds.Rows = ds.Columns = 40000  # 3.2 GB promised, 154 bytes stored
+    ds.save_as(names[0])
+    with pytest.raises(ReadError, match="promises"):
+        read_dicom(tmp_path / "s", ReadOptions())
+
+
 def test_csa_parser_rejects_garbage():
     assert parse_csa(b"SV10\x04\x03\x02\x01" + b"\xff" * 64) == {}
     assert parse_csa(None) == {}

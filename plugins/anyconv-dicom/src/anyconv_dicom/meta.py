@@ -16,6 +16,7 @@ from .scan import (
     csa_image,
     find_private,
     fnum,
+    full_header,
     image_type,
     manufacturer,
     private,
@@ -89,7 +90,7 @@ def build_meta(
     for echo 1 (as dcm2niix does).
     """
     first = vol.first
-    ds = first.ds
+    ds = full_header(first)
     vendor = manufacturer(ds)
     bids: dict[str, Any] = {}
     for bids_key, kw in _STR_KEYS:

@@ -274,18 +274,94 @@ def _fg(groups: list[Dataset | None], keyword: str) -> Dataset | None:
 
 # -- slice records ---------------------------------------------------------------------------
 def slices_of(path: Path, ds: Dataset) -> list[Slice]:
-    """Slice records of one file: classic, mosaic tiles, or frames."""
+    """Slice records of one file: classic, mosaic tiles, or frames.
+
+    The records keep a small copy of the header (what grouping, pixel reading and naming
+    need), not the whole dataset: a 5,000-file folder must not hold 5,000 CSA headers.
+    ``full_header`` reads the whole header again for the one slice that describes a volume.
+    """
     try:
         nframes = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         nframes = 1
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
-        return _enhanced_slices(path, ds, nframes)
-    base = _classic_slice(path, ds)
-    if nframes > 1:
-        return _plain_multiframe(base, ds, nframes)
-    mosaic = _mosaic_tiles(base, ds)
-    return mosaic if mosaic is not None else [base]
+        out = _enhanced_slices(path, ds, nframes)
+    else:
+        base = _classic_slice(path, ds)
+        if nframes > 1:
+            out = _plain_multiframe(base, ds, nframes)
+        else:
+            out = _mosaic_tiles(base, ds) or [base]
+    light = light_header(ds)
+    for sl in out:
+        sl.ds = light
+    return out
+
+
+#: Elements kept in the per-slice header copy.
+_LIGHT_KEYWORDS = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "ProtocolName",
+    "Modality",
+    "Manufacturer",
+    "ImageType",
+    "ScanningSequence",
+    "EchoPlanarPulseSequence",
+    "InstanceNumber",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+)
+
+
+def light_header(ds: Dataset) -> Dataset:
+    """The few elements later stages read from every slice, plus the transfer syntax."""
+    light = Dataset()
+    for kw in _LIGHT_KEYWORDS:
+        try:
+            elem = ds.data_element(kw)
+        except Exception:  # noqa: BLE001 - a malformed value is left out
+            elem = None
+        if elem is not None:
+            light.add(elem)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        light.file_meta = meta
+    light.filename = getattr(ds, "filename", None)
+    return light
+
+
+_FULL_CACHE: dict[str, Dataset] = {}
+
+
+def full_header(sl: Slice) -> Dataset:
+    """The whole header (no pixels) of a slice's file, read again when metadata is built."""
+    try:
+        st = sl.path.stat()
+    except OSError:
+        return sl.ds
+    key = f"{sl.path}:{st.st_mtime_ns}:{st.st_size}"
+    cached = _FULL_CACHE.get(key)
+    if cached is not None:
+        return cached
+    try:
+        ds = pydicom.dcmread(sl.path, stop_before_pixels=True, defer_size=DEFER_SIZE, force=True)
+    except Exception:  # noqa: BLE001 - the file changed or vanished: use what we kept
+        return sl.ds
+    if len(_FULL_CACHE) > 8:
+        _FULL_CACHE.clear()
+    _FULL_CACHE[key] = ds
+    return ds
 
 
 def _common_key(ds: Dataset) -> tuple:
