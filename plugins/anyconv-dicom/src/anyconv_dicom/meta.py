@@ -236,15 +236,30 @@ def build_meta(
     if bvals is not None:
         meta.bvals = bvals
         meta.bvecs = bvecs
+    # Identity under the keys every plugin shares (the anonymizer and --name use them).
     meta.patient = {
-        k: _text(ds.get(k))
-        for k in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge")
-        if _text(ds.get(k)) is not None
+        key: _text(ds.get(kw))
+        for key, kw in (
+            ("name", "PatientName"),
+            ("id", "PatientID"),
+            ("birth_date", "PatientBirthDate"),
+            ("sex", "PatientSex"),
+            ("age", "PatientAge"),
+        )
+        if _text(ds.get(kw)) is not None
     }
     meta.study = {
-        k: _text(ds.get(k))
-        for k in ("StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber")
-        if _text(ds.get(k)) is not None
+        key: _text(ds.get(kw))
+        for key, kw in (
+            ("uid", "StudyInstanceUID"),
+            ("date", "StudyDate"),
+            ("time", "StudyTime"),
+            ("id", "StudyID"),
+            ("accession_number", "AccessionNumber"),
+            ("description", "StudyDescription"),
+            ("institution", "InstitutionName"),
+        )
+        if _text(ds.get(kw)) is not None
     }
     meta.bids = bids
     del affine

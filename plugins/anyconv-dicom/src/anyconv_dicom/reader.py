@@ -152,6 +152,7 @@ def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) ->
     img.extras["dicom"] = {
         "SeriesInstanceUID": str(vol.first.ds.get("SeriesInstanceUID", "")),
         "files": len({sl.path for row in vol.grid for sl in row}),
+        "frame_type": list(vol.first.extra.get("frame_type") or ()),
         "tilt_deg": vol.tilt_deg,
         "tilt_mm": vol.tilt_mm,
         "uneven_spacing": vol.uneven,
@@ -184,23 +185,34 @@ def regular_grid(
 
 
 def _disambiguate(images: list[Image]) -> None:
-    """Outputs that would share a name get an index suffix in their description."""
-    seen: dict[tuple, int] = {}
+    """Outputs of one series that would share a name get a suffix, as dcm2niix names them.
+
+    A split with a known reason gets that reason (``_ph``, ``_fieldmaphz``...); if exactly
+    one image of the group has none it keeps the plain name, the others get ``_i01``...
+    """
+    groups: dict[tuple, list[Image]] = {}
     for img in images:
         key = (img.meta.series_number, img.meta.series_description, img.meta.bids.get("EchoNumber"))
-        seen[key] = seen.get(key, 0) + 1
-    counters: dict[tuple, int] = {}
-    for img in images:
-        key = (img.meta.series_number, img.meta.series_description, img.meta.bids.get("EchoNumber"))
-        if seen[key] > 1:
-            counters[key] = counters.get(key, 0) + 1
-            suffix = _split_suffix(img) or f"i{counters[key]:02d}"
-            img.meta.series_description = f"{img.meta.series_description or ''}_{suffix}"
+        groups.setdefault(key, []).append(img)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        reasons = [_split_suffix(img) for img in members]
+        plain = [img for img, r in zip(members, reasons, strict=True) if r is None]
+        counter = 0
+        for img, reason in zip(members, reasons, strict=True):
+            if reason is None and len(plain) == 1:
+                continue
+            if reason is None:
+                counter += 1
+                reason = f"i{counter:02d}"
+            img.meta.series_description = f"{img.meta.series_description or ''}_{reason}"
 
 
 def _split_suffix(img: Image) -> str | None:
     """A readable reason for a split (phase, field map, orientation...), else ``None``."""
-    itype = [str(t).upper() for t in img.meta.bids.get("ImageType", [])]
+    kinds = img.extras.get("dicom", {}).get("frame_type") or img.meta.bids.get("ImageType", [])
+    itype = [str(t).upper() for t in kinds]
     for marker, name in (
         ("FIELD_MAP", "fieldmaphz"),
         ("PHASE", "ph"),
