@@ -35,6 +35,8 @@ POSITION_TOLERANCE_MM = 0.5
 # suffix dcm2niix gives them; other codes (derived maps) become ``TYPE<n>`` / ``t<n>``.
 _IMAGE_TYPES = {0: ("M", ""), 1: ("R", "real"), 2: ("I", "imaginary"), 3: ("P", "ph")}
 _ORIENT_SUFFIX = {1: "tra", 2: "sag", 3: "cor"}
+# Identity stays in Meta.patient / Meta.study, where an anonymizer looks for it.
+_IDENTITY_FIELDS = ("patient_name", "exam_name", "exam_date")
 # Counts that describe the whole export, not one image of it.
 _WHOLE_FILE_MAXIMA = (
     "max_echoes",
@@ -81,7 +83,7 @@ def read_parrec(path: Path, options: ReadOptions) -> list[Image]:
         image.extras["parrec"] = {
             "version": version,
             "scaling": scaling,
-            "general_info": {k: _plain(v) for k, v in info.items()},
+            "general_info": {k: _plain(v) for k, v in info.items() if k not in _IDENTITY_FIELDS},
             "rec_file": rec.name,
             "rec_row_bytes": row_bytes,
         }
