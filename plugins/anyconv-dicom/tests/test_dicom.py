@@ -298,7 +298,9 @@ def test_echo_and_phase_split(tmp_path):
     assert len(images) == 3
     assert all(i.shape == (11, 7, 5) for i in images)
     assert sorted(i.meta.echo_time for i in images) == pytest.approx([0.03, 0.03, 0.045])
-    assert len({i.meta.series_description for i in images}) == 3  # distinct output names
+    # Distinct output names: echo 2 by its EchoNumber, the phase image by "_ph".
+    names = {(i.meta.series_description, i.meta.bids.get("EchoNumber")) for i in images}
+    assert names == {("synthetic 1", None), ("synthetic 1", 2), ("synthetic 1_ph", None)}
 
 
 def test_dicomdir_is_not_an_image(tmp_path, caplog):
