@@ -34,6 +34,8 @@ POSITION_TOLERANCE_MM = 0.5
 # PAR ``image_type_mr`` codes (column "ty") as DICOM/BIDS ImageType values and the file-name
 # suffix dcm2niix gives them; other codes (derived maps) become ``TYPE<n>`` / ``t<n>``.
 _IMAGE_TYPES = {0: ("M", ""), 1: ("R", "real"), 2: ("I", "imaginary"), 3: ("P", "ph")}
+# PAR "Scan mode" (MS = multi-slice) as BIDS MRAcquisitionType.
+_ACQUISITION_TYPES = {"MS": "2D", "M2D": "2D", "2D": "2D", "3D": "3D"}
 _ORIENT_SUFFIX = {1: "tra", 2: "sag", 3: "cor"}
 # Identity stays in Meta.patient / Meta.study, where an anonymizer looks for it.
 _IDENTITY_FIELDS = ("patient_name", "exam_name", "exam_date")
@@ -370,11 +372,15 @@ def _meta(info: dict[str, Any], header: Any, multi_echo: bool) -> Meta:
             meta.study[name] = str(info[key]).strip()
     bids: dict[str, Any] = {"Manufacturer": "Philips"}
     code = int(first["image_type_mr"])
-    bids["ImageType"] = ["ORIGINAL", "PRIMARY", _IMAGE_TYPES.get(code, (f"TYPE{code}", ""))[0]]
+    if code in _IMAGE_TYPES:
+        bids["ImageType"] = ["ORIGINAL", "PRIMARY", _IMAGE_TYPES[code][0]]
+    else:  # maps the scanner computed (ADC, FA, B0...)
+        bids["ImageType"] = ["DERIVED", "SECONDARY", f"TYPE{code}"]
     if multi_echo:
         bids["EchoNumber"] = int(first["echo number"])
-    if info.get("scan_mode"):
-        bids["MRAcquisitionType"] = str(info["scan_mode"]).strip()
+    mode = _ACQUISITION_TYPES.get(str(info.get("scan_mode", "")).strip().upper())
+    if mode:
+        bids["MRAcquisitionType"] = mode
     if info.get("tech"):
         bids["PulseSequenceDetails"] = str(info["tech"]).strip()
     bids["SliceThickness"] = float(first["slice thickness"])
