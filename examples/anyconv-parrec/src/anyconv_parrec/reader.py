@@ -318,7 +318,7 @@ def _image(path: Path, rec: Path, header: Any, rows: np.ndarray, nrows: int, sca
     )
     if not uniform:
         image.notes.append(f"{scaling} scaling varies between slices: values stored as float64")
-    off = slice_position_error(header, affine)
+    off = slice_position_error(header.image_defs, shape, affine)
     if off > POSITION_TOLERANCE_MM:
         image.notes.append(
             f"per-slice offcentres in the PAR lie up to {off:.1f} mm from the midslice "
@@ -327,15 +327,16 @@ def _image(path: Path, rec: Path, header: Any, rows: np.ndarray, nrows: int, sca
     return image
 
 
-def slice_position_error(header: Any, affine: np.ndarray) -> float:
+def slice_position_error(defs: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> float:
     """Largest distance (mm) between a slice's centre by ``affine`` and its PAR offcentre.
+
+    ``defs`` are the image lines of one image, numbered 1..n by slice; ``shape`` its shape.
 
     nibabel builds the affine from the midslice angulation and offcentre only; each image
     line also gives its own offcentre (ap, fh, rl), so disagreement shows a header whose
     slice numbering or midslice fields do not describe the stored slices.
     """
-    defs = header.image_defs
-    nx, ny = (int(v) for v in header.get_data_shape()[:2])
+    nx, ny = (int(v) for v in shape[:2])
     k = np.asarray(defs["slice number"], dtype=np.float64) - 1.0
     vox = np.stack(
         [np.full_like(k, (nx - 1) / 2), np.full_like(k, (ny - 1) / 2), k, np.ones_like(k)]
