@@ -12,7 +12,8 @@ NIFTI_DTYPES = (
     "uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
     "float32", "float64", "complex64", "complex128",
 )  # fmt: skip
-# Analyze 7.5 knows fewer.
+# Analyze 7.5 knows fewer (int8 goes to int16, uint16 to int32 without loss).
+ANALYZE_DTYPES = ("uint8", "int16", "int32", "float32", "float64", "complex64")
 _SUFFIXES = (".nii", ".nii.gz", ".hdr", ".hdr.gz")
 
 
@@ -52,7 +53,7 @@ def anyconv_readers() -> list[ReaderSpec]:
 
 @hookimpl
 def anyconv_writers() -> list[WriterSpec]:
-    """NIfTI-1 by default for .nii/.nii.gz/.hdr; NIfTI-2 with ``--to nifti2``."""
+    """NIfTI-1 by default for .nii/.nii.gz/.hdr; NIfTI-2 or Analyze with ``--to``."""
     return [
         WriterSpec(
             format="nifti1",
@@ -70,5 +71,19 @@ def anyconv_writers() -> list[WriterSpec]:
             dtypes=NIFTI_DTYPES,
             max_ndim=7,
             description="NIfTI-2 (64-bit sizes)",
+        ),
+        WriterSpec(
+            format="analyze",
+            load="anyconv_nifti.writer:write_analyze",
+            extensions=(".hdr",),
+            dtypes=ANALYZE_DTYPES,
+            max_ndim=7,
+            # Analyze stores no orientation: voxels are written in SPM's LAS order, so an
+            # oblique (or sheared) affine cannot be kept.
+            oblique=False,
+            shear=False,
+            companions=(".img",),
+            priority=-10,
+            description="Analyze 7.5 .hdr/.img (SPM2: LAS voxel order, SPM origin; no orientation)",
         ),
     ]

@@ -169,3 +169,108 @@ def _set_fields(header: Any, image: Image) -> None:
             image.notes.append(f"intent {meta.intent!r} has no NIfTI code; not stored")
     descrip = meta.description if meta.description is not None else ext.get("descrip", "")
     header["descrip"] = (descrip or "").encode("latin-1", "replace")[:80]
+
+
+#: Where each voxel axis of an Analyze image points, as SPM and nibabel read it: i to the
+#: left (radiological storage, SPM's default "flip"), j anterior, k superior.
+ANALYZE_AXES = ((0, -1), (1, 1), (2, 1))
+ANALYZE_NOTE = (
+    "Analyze 7.5 stores no orientation: voxels written in SPM's radiological order (LAS: "
+    "i to the left); tools assuming neurological order will mirror left and right"
+)
+
+
+def write_analyze(image: Image, path: Path, options: WriteOptions) -> None:
+    """Write an Analyze 7.5 pair the SPM2 way: LAS voxel order, origin in the SPM field.
+
+    Analyze keeps voxel sizes and nothing of orientation. SPM (and nibabel's
+    ``Spm2AnalyzeImage``) read the first axis as running right to left, the others
+    posterior-anterior and inferior-superior, with the world origin at the 1-based voxel in
+    the ``origin`` field (``originator``). So the writer reorders the voxels of an axis-aligned
+    image into that order and stores the origin; slope and intercept go in SPM2's
+    ``funused1``/``funused2``. An origin between voxels cannot be stored: without ``--lossy``
+    that is refused, with it the origin moves to the nearest voxel and the loss is recorded.
+    """
+    data = image.stored()
+    while data.ndim < 3:
+        data = data[..., np.newaxis]
+    data, affine = _reorder(data, image.affine, ANALYZE_AXES)
+    zooms = geometry.zooms(affine)
+    header = nib.spm2analyze.Spm2AnalyzeHeader()
+    header.set_data_shape(data.shape)
+    header.set_data_dtype(data.dtype)
+    extra = list(header.get_zooms()[3:])
+    if data.ndim >= 4 and image.meta.repetition_time:
+        extra[0] = image.meta.repetition_time
+    header.set_zooms((*zooms, *extra))
+    header["origin"][:3] = _spm_origin(image, affine, data.shape[:3], options, path)
+    # SPM2 keeps the slope in funused1 and the intercept in funused2 (nibabel: scl_*);
+    # nibabel's setter refuses an intercept for SPM headers, so the fields are set directly.
+    header["scl_slope"] = image.slope
+    header["scl_inter"] = image.inter
+    descrip = image.meta.description or ""
+    header["descrip"] = descrip.encode("latin-1", "replace")[:80]
+    image.notes.append(ANALYZE_NOTE)
+    img_name = re.sub(r"\.hdr$", ".img", path.name, flags=re.IGNORECASE)
+    with open_output(path, options.compress_level) as fh:
+        header.write_to(fh)
+    with open_output(path.with_name(img_name), options.compress_level) as fh:
+        write_fortran(fh, data)
+
+
+def _reorder(
+    data: np.ndarray, affine: np.ndarray, target: tuple[tuple[int, int], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Permute/flip the first three voxel axes so axis n runs along ``target[n]``.
+
+    ``target[n]`` is (world axis, sign). Returns the data and the affine of the same world
+    points.
+    """
+    cos = geometry.direction_cosines(affine)
+    world_of = [int(np.argmax(np.abs(cos[:, v]))) for v in range(3)]
+    if sorted(world_of) != [0, 1, 2]:
+        raise LossyConversionError(f"voxel axes do not map onto world axes ({world_of})")
+    perm = [world_of.index(w) for w, _ in target]
+    out = np.transpose(data, [*perm, *range(3, data.ndim)])
+    new = np.eye(4)
+    new[:3, :3] = affine[:3, perm]
+    new[:3, 3] = affine[:3, 3]
+    for n, (w, sign) in enumerate(target):
+        if np.sign(new[w, n]) != sign:
+            out = np.flip(out, axis=n)
+            new[:3, 3] += new[:3, n] * (out.shape[n] - 1)
+            new[:3, n] = -new[:3, n]
+    return out, new
+
+
+def _spm_origin(
+    image: Image, affine: np.ndarray, shape: tuple[int, ...], options: WriteOptions, path: Path
+) -> list[int]:
+    """The 1-based voxel holding world (0, 0, 0), as SPM's int16 ``origin`` field wants.
+
+    All zeros means "centre of the volume" to SPM and nibabel, which also covers centred
+    images whose centre lies between voxels.
+    """
+    zooms = geometry.zooms(affine)
+    dims = np.asarray(shape, dtype=np.float64)
+    centred = -(dims - 1) / 2.0 * np.array([-zooms[0], zooms[1], zooms[2]])
+    if np.allclose(affine[:3, 3], centred, atol=1e-5):
+        return [0, 0, 0]
+    diag = np.diag(affine)[:3]
+    vox0 = -affine[:3, 3] / diag + 1.0  # 1-based voxel of the world origin
+    origin = np.rint(vox0)
+    usable = np.any(origin != 0) and np.all(origin > -dims) and np.all(origin < 2 * dims)
+    shift = float(np.abs((origin - vox0) * diag).max()) if usable else float("inf")
+    if usable and shift <= 1e-4:
+        return [int(o) for o in origin]
+    if usable:
+        loss = f"origin moved {shift:.3g} mm to the nearest voxel (Analyze stores whole voxels)"
+    else:
+        loss = "world origin too far outside the volume for the SPM origin field: centred"
+    if not options.lossy:
+        raise LossyConversionError(
+            f"{path.name}: analyze cannot hold the {loss.split(' (')[0].split(':')[0]}",
+            hint="use --lossy to convert anyway and record the loss",
+        )
+    image.record_loss(loss)
+    return [int(o) for o in origin] if usable else [0, 0, 0]
