@@ -9,6 +9,8 @@ name (every output is written to a staging folder and renamed, see ``io.staged_o
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import itertools
 import json
 import os
@@ -51,6 +53,11 @@ class BatchSettings:
     compress_level: int | None = None
     sidecar: bool = True
     extra: tuple[tuple[str, str], ...] = ()
+    #: a labelled PNG beside each output
+    preview: bool = False
+    #: a base64 PNG thumbnail per series in ``UnitResult.series`` (for the QC report; taken
+    #: out before the journal and the JSON report)
+    thumbnail: bool = False
 
 
 @dataclass
@@ -204,6 +211,8 @@ def convert_unit(unit: Unit, settings: BatchSettings, overwrite: bool) -> UnitRe
         ),
         transforms=[(name, dict(opts)) for name, opts in settings.transforms],
         dst_is_folder=True,
+        preview=settings.preview,
+        thumbnail=settings.thumbnail,
     )
     try:
         for written in convert(_registry(), req):
@@ -211,7 +220,17 @@ def convert_unit(unit: Unit, settings: BatchSettings, overwrite: bool) -> UnitRe
             warnings = [f"lost: {loss}" for loss in written.losses]
             result.outputs.extend(files)
             result.warnings.extend(warnings)
-            result.series.append({"outputs": files, "warnings": warnings})
+            series: dict[str, Any] = {
+                "outputs": files,
+                "warnings": warnings,
+                "notes": list(written.notes),
+                "geometry": written.geometry,
+            }
+            if written.preview is not None:
+                series["preview"] = str(written.preview)
+            if written.thumbnail is not None:
+                series["thumbnail"] = base64.b64encode(written.thumbnail).decode("ascii")
+            result.series.append(series)
     except AnyconvError as exc:
         result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
     except Exception as exc:  # noqa: BLE001 - one bad unit must not stop the batch
@@ -299,13 +318,15 @@ def run_batch(
     report: Path | None = None,
     scheduler: str | None = None,
     on_progress: Callable[[int, int, UnitResult | None], None] | None = None,
+    qc_report: Path | None = None,
 ) -> BatchSummary:
     """Convert every unit under ``sources`` into ``settings.out_dir``.
 
     ``jobs`` worker processes (0: one per core); ``scheduler`` a Dask scheduler address, or
     ``"local"`` for a local Dask cluster. With ``resume``, units the journal lists as done (and
     whose outputs exist) are skipped, and the others are redone, replacing what an
-    interrupted run may have left.
+    interrupted run may have left. ``qc_report``: a self-contained HTML page with one row per
+    output series (see ``anyconv.qc``).
     """
     start = time.monotonic()
     out_dir = Path(settings.out_dir)
@@ -338,14 +359,27 @@ def run_batch(
             todo.append(unit)
     overwrite = force or resume
     journal = Journal(journal_path)
+    qc = None
+    if qc_report is not None:
+        from .qc import QCReport
+
+        settings = dataclasses.replace(settings, thumbnail=True)
+        qc = QCReport(Path(qc_report), title=f"anyconv batch: {out_dir}")
+        todo_keys = {u.key for u in todo}
+        for unit in units:
+            if unit.key not in todo_keys:
+                qc.add_record(done[unit.key], registry=registry, skipped=True)
     report_fh = report.open("w", encoding="utf-8") if report is not None else None
     finished = summary.skipped
     if on_progress:
         on_progress(finished, len(units), None)
     try:
         for result in _execute(todo, settings, overwrite, jobs, scheduler):
+            thumbnails = [s.pop("thumbnail", None) for s in result.series]
             record = asdict(result)
             journal.append(record)
+            if qc is not None:
+                qc.add_record(record, thumbnails=thumbnails)
             if report_fh:
                 for line in result.report_lines():
                     report_fh.write(json.dumps(line) + "\n")
@@ -364,6 +398,8 @@ def run_batch(
         if report_fh:
             report_fh.write(json.dumps({"summary": asdict(summary)}) + "\n")
             report_fh.close()
+        if qc is not None:
+            qc.close(asdict(summary))
     return summary
 
 

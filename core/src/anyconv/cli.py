@@ -215,6 +215,12 @@ def convert(
     compress_level: Annotated[
         int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
     ] = None,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview", help="Also write an orientation-labelled PNG beside each output."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
@@ -247,6 +253,7 @@ def convert(
                 lossy=lossy, compress_level=compress_level, sidecar=sidecar, extra=extra
             ),
             transforms=list(ctx.meta.get(_TRANSFORMS_KEY, [])),
+            preview=preview,
         )
         say = (lambda line: typer.echo(line, err=True)) if explain else None
         results = run(get_registry(), req, explain=say)
@@ -257,7 +264,8 @@ def convert(
             for note in result.notes:
                 log.info("%s: %s", result.files[0], note)
             if not quiet:
-                typer.echo(" ".join(str(f) for f in result.files))
+                shown = [*result.files, *([result.preview] if result.preview else [])]
+                typer.echo(" ".join(str(f) for f in shown))
 
 
 @app.command()
@@ -302,6 +310,17 @@ def batch(
     compress_level: Annotated[
         int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
     ] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Write a labelled PNG beside each output.")
+    ] = False,
+    qc_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--qc-report",
+            help="Write a self-contained HTML page: one row per series, thumbnail, geometry, "
+            "warnings, status.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
@@ -326,6 +345,7 @@ def batch(
             compress_level=compress_level,
             sidecar=sidecar,
             extra=tuple(sorted(extra.items())),
+            preview=preview,
         )
         with _progress(quiet) as on_progress:
             summary = run_batch(
@@ -338,9 +358,12 @@ def batch(
                 report=report,
                 scheduler="local" if dask and scheduler is None else scheduler,
                 on_progress=on_progress,
+                qc_report=qc_report,
             )
         if not quiet:
             typer.echo(summary.line(), err=True)
+            if qc_report is not None:
+                typer.echo(f"QC report: {qc_report}", err=True)
         if summary.failed:
             raise typer.Exit(summary.first_exit_code or 1)
 
@@ -430,6 +453,82 @@ def info(
                 typer.echo("    " + "  ".join(f"{v:11.5f}" for v in row))
             for key, value in s["meta"].items():
                 typer.echo(f"  {key:<9} {value}")
+
+
+@app.command()
+def preview(
+    input: Annotated[
+        Path, typer.Argument(help="Image file or folder.", show_default=False, metavar="INPUT")
+    ],
+    output: Annotated[
+        str,
+        typer.Argument(
+            help="PNG to write (a folder, or NAME_1.png... when INPUT holds several images).",
+            show_default=False,
+            metavar="OUTPUT.png",
+        ),
+    ],
+    volume: Annotated[
+        int | None, typer.Option("--volume", help="Volume of a 4D image (default: middle).")
+    ] = None,
+    size: Annotated[
+        int, typer.Option("--size", min=32, max=4096, help="Panel size in pixels.")
+    ] = 256,
+    nearest: Annotated[
+        bool, typer.Option("--nearest", help="Nearest-neighbour instead of linear sampling.")
+    ] = False,
+    radiological: Annotated[
+        bool, typer.Option("--radiological", help="Patient right on screen left.")
+    ] = False,
+    from_: Annotated[str | None, typer.Option("--from", help="Input format id.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the PNG.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
+) -> None:
+    """Draw three world-aligned mid-planes with R/L, A/P, S/I labels as a PNG."""
+    _setup_logging(quiet, False, debug)
+    with _reported(debug):
+        from . import get_registry
+        from . import preview as pv
+        from .errors import UsageError
+        from .io import check_writable
+        from .pipeline import load_data
+
+        registry = get_registry()
+        images = registry.read(input, fmt=from_)
+        dst = Path(output)
+        if output.endswith(("/", os.sep)) or dst.is_dir():
+            dst.mkdir(parents=True, exist_ok=True)
+            paths = [
+                dst / f"{registry.output_name(img, '{auto}', i)}.png"
+                for i, img in enumerate(images)
+            ]
+        elif len(images) == 1:
+            paths = [dst]
+        else:
+            stem = dst.name[: -len(dst.suffix)] if dst.suffix else dst.name
+            paths = [dst.with_name(f"{stem}_{i + 1}.png") for i in range(len(images))]
+        check_writable(paths, force=force)
+        for image, path in zip(images, paths, strict=True):
+            count = pv.volume_count(image)
+            if volume is not None and not -count <= volume < count:
+                raise UsageError(
+                    f"{image.source or input}: --volume {volume} out of range",
+                    hint=f"the image holds {count} volume(s): 0..{count - 1}",
+                )
+            try:
+                pv.write_preview(
+                    load_data(image) if image.ndim <= 3 else image,  # 4D: read one volume
+                    path,
+                    volume=volume,
+                    panel=size,
+                    interpolation="nearest" if nearest else "linear",
+                    radiological=radiological,
+                )
+            except ValueError as exc:
+                raise UsageError(f"{image.source or input}: cannot preview: {exc}") from exc
+            if not quiet:
+                typer.echo(str(path))
 
 
 @app.command()

@@ -31,6 +31,10 @@ class ConvertRequest:
     write_options: WriteOptions = field(default_factory=WriteOptions)
     transforms: Sequence[tuple[str, dict[str, str]]] = ()
     dst_is_folder: bool = False
+    #: write an orientation-labelled PNG beside each output (``preview.preview_path``)
+    preview: bool = False
+    #: keep a small preview PNG of each image in ``Written.thumbnail`` (for a QC report)
+    thumbnail: bool = False
 
 
 @dataclass
@@ -40,6 +44,39 @@ class Written:
     files: list[Path]
     losses: list[str]
     notes: list[str]
+    geometry: dict[str, object] = field(default_factory=dict)
+    preview: Path | None = None
+    thumbnail: bytes | None = None
+
+
+def geometry_summary(image: Image) -> dict[str, object]:
+    """Shape, dtype, voxel size, axis codes, obliquity and shear: what a QC row shows."""
+    from . import geometry
+
+    return {
+        "shape": list(image.shape),
+        "dtype": str(image.dtype),
+        "zooms": [round(z, 6) for z in image.zooms],
+        "axcodes": "".join(image.axcodes),
+        "obliquity_deg": round(geometry.obliquity(image.affine), 4),
+        "shear": round(geometry.shear(image.affine), 6),
+    }
+
+
+def _add_previews(image: Image, written: Written, req: ConvertRequest) -> None:
+    """Preview PNG beside the output and/or a thumbnail; a failure is a note, not an error."""
+    from . import preview
+
+    title = written.files[0].name
+    try:
+        if req.preview:
+            written.preview = preview.write_preview(
+                image, preview.preview_path(written.files[0]), title=title
+            )
+        if req.thumbnail:
+            written.thumbnail = preview.preview_png(image, panel=112, text=False)
+    except (ValueError, IndexError, MemoryError, OSError) as exc:
+        written.notes.append(f"no preview: {exc}")
 
 
 def load_data(image: Image) -> Image:
@@ -110,6 +147,10 @@ def convert(
         from .io import check_writable
 
         check_writable(outputs, force=False)
+        if req.preview:
+            from .preview import preview_path
+
+            check_writable([preview_path(o) for o in outputs], force=False)
     results = []
     for image, out in zip(images, outputs, strict=True):
         image = load_data(image)
@@ -118,5 +159,8 @@ def convert(
         files = registry.write(
             image, out, fmt=req.to_fmt, force=req.force, options=req.write_options
         )
-        results.append(Written(files, list(image.losses), list(image.notes)))
+        written = Written(files, list(image.losses), list(image.notes), geometry_summary(image))
+        if req.preview or req.thumbnail:
+            _add_previews(image, written, req)
+        results.append(written)
     return results
