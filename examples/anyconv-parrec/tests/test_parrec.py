@@ -318,13 +318,20 @@ def test_inconsistent_dimensions_is_exit_4(tmp_path, run_cli):
     assert len(err.strip().splitlines()) == 1, err
 
 
-def test_missing_volume_is_read_error(tmp_path):
-    par = NIB_DATA / "phantom_truncated.PAR"
-    copy = tmp_path / par.name
-    shutil.copyfile(par, copy)
-    shutil.copyfile(NIB_DATA / "phantom_EPI_asc_CLEAR_2_1.REC", copy.with_suffix(".REC"))
-    with pytest.raises(ReadError, match="inconsistency"):
-        read_parrec(copy, ReadOptions())
+def test_interrupted_recording_is_read_error_unless_permitted(tmp_path):
+    par = synthetic_pair("phantom_truncated.PAR", tmp_path)
+    with pytest.raises(ReadError, match="inconsistency") as info:
+        read_parrec(par, ReadOptions())
+    assert "permit_truncated" in str(info.value)
+    (img,) = read_parrec(par, ReadOptions(extra={"permit_truncated": "1"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nib_img = parrec.load(str(par), strict_sort=True, permit_truncated=True)
+        values = np.asarray(nib_img.dataobj, dtype=np.float64)
+    assert img.shape == nib_img.shape
+    assert any("expected 4" in n for n in img.notes), img.notes
+    np.testing.assert_allclose(img.values(np.float64), values, rtol=1e-6)
+    np.testing.assert_allclose(img.affine, nib_img.affine, atol=1e-9)
 
 
 def test_short_rec_missing_rec_and_bad_option(tmp_path):
@@ -433,3 +440,23 @@ def test_scanner_nifti_export_agrees_but_half_a_voxel(testdata, case):
     # at the centre, where the rounding of the printed spacing does not add up
     centre = np.append((np.asarray(img.shape[:3]) - 1) / 2.0, 1.0)
     np.testing.assert_allclose((shift @ centre)[:3] - centre[:3], [-0.5, -0.5, 0.0], atol=0.01)
+
+
+def test_partial_last_volume(tmp_path):
+    par = synthetic_pair("T2_.PAR", tmp_path)
+    lines = par.read_text(encoding="latin-1").splitlines(keepends=True)
+    rows = [i for i, line in enumerate(lines) if line.strip() and line.strip()[0].isdigit()]
+    assert len(rows) == 20
+    for i in reversed(rows[-3:]):  # the scan stopped 3 slices before the end
+        del lines[i]
+    par.write_text("".join(lines), encoding="latin-1")
+    with pytest.raises(ReadError, match="partial volume") as info:
+        read_parrec(par, ReadOptions())
+    assert "permit_truncated" in str(info.value)
+    (img,) = read_parrec(par, ReadOptions(extra={"permit_truncated": "yes"}))
+    assert img.shape == (80, 80, 10)
+    assert any("7 image(s) of incomplete volumes left out" in n for n in img.notes), img.notes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nib_img = parrec.load(str(par), strict_sort=True, permit_truncated=True)
+    np.testing.assert_array_equal(img.stored(), np.asarray(nib_img.dataobj.get_unscaled()))

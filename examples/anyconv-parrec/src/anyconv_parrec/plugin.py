@@ -31,6 +31,11 @@ def anyconv_readers() -> list[ReaderSpec]:
                     "fp: Philips floating point values, DV / (RS * SS)",
                     default="dv",
                 ),
+                OptionSpec(
+                    "permit_truncated",
+                    "1: read an interrupted recording, dropping incomplete volumes (as nibabel)",
+                    default="0",
+                ),
             ),
         )
     ]

@@ -56,6 +56,7 @@ def read_parrec(path: Path, options: ReadOptions) -> list[Image]:
         raise UsageError(
             f"scaling={scaling!r} is not a PAR/REC scaling", hint="use -O scaling=dv or fp"
         )
+    permit = options.extra.get("permit_truncated", "0").lower() in ("1", "true", "yes")
     text = _read_text(path)
     version = par_version(text)
     if version is None:
@@ -68,7 +69,8 @@ def read_parrec(path: Path, options: ReadOptions) -> list[Image]:
     info, idefs = _parse(path, text)
     if len(idefs) == 0:
         raise ReadError(f"{path}: the PAR header lists no image")
-    full = _header(path, info, idefs)
+    full = _header(path, info, idefs, permit)
+    incomplete = _incomplete(info, idefs) if permit else None
     rec = find_rec(path)
     nrows, row_bytes = _check_rec(path, rec, full, idefs)
     rec_rows, index_note = _rec_rows(idefs)
@@ -78,7 +80,7 @@ def read_parrec(path: Path, options: ReadOptions) -> list[Image]:
         sub_info, sub_defs = _group_header_input(
             path, info, idefs, rows, stack=len(orientations) > 1
         )
-        header = _header(path, sub_info, sub_defs)
+        header = _header(path, sub_info, sub_defs, permit)
         image = _image(path, rec, header, rec_rows[rows], nrows, scaling)
         image.meta = _meta(info, header, len(np.unique(idefs["echo number"])) > 1)
         _name(image, header, idefs, multi_stack=len(orientations) > 1)
@@ -91,6 +93,11 @@ def read_parrec(path: Path, options: ReadOptions) -> list[Image]:
         }
         if index_note:
             image.notes.append(index_note)
+        if incomplete:
+            image.notes.append(f"incomplete recording read as permitted: {incomplete}")
+        dropped = len(rows) - int(np.prod(header.get_data_shape()[2:]))
+        if dropped:
+            image.notes.append(f"{dropped} image(s) of incomplete volumes left out")
         images.append(image)
     return images
 
@@ -144,16 +151,32 @@ def _parse(path: Path, text: str) -> tuple[dict[str, Any], np.ndarray]:
         raise ReadError(f"{path}: malformed PAR header: {_first_line(exc)}") from exc
 
 
-def _header(path: Path, info: dict[str, Any], idefs: np.ndarray) -> Any:
+def _header(path: Path, info: dict[str, Any], idefs: np.ndarray, permit: bool = False) -> Any:
     """Build nibabel's PARRECHeader with strict sorting; its checks become ReadError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return parrec.PARRECHeader(info, idefs, permit_truncated=False, strict_sort=True)
+            return parrec.PARRECHeader(info, idefs, permit_truncated=permit, strict_sort=True)
     except parrec.PARRECError as exc:
-        raise ReadError(f"{path}: {_first_line(exc)}") from exc
+        text = _first_line(exc)
+        truncated = "inconsistency" in text or "partial volume" in text
+        hint = (
+            "-O permit_truncated=1 reads the complete volumes" if truncated and not permit else None
+        )
+        raise ReadError(f"{path}: {text}", hint=hint) from exc
     except (KeyError, IndexError, ValueError, TypeError) as exc:
         raise ReadError(f"{path}: inconsistent PAR header: {_first_line(exc)}") from exc
+
+
+def _incomplete(info: dict[str, Any], idefs: np.ndarray) -> str | None:
+    """What nibabel's truncation check says of a recording read with permit_truncated."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parrec.PARRECHeader(info, idefs, permit_truncated=False, strict_sort=True)
+    except parrec.PARRECError as exc:
+        return _first_line(exc)
+    return None
 
 
 def _check_rec(path: Path, rec: Path, header: Any, idefs: np.ndarray) -> tuple[int, int]:
