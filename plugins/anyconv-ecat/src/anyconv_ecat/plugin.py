@@ -15,7 +15,7 @@ def anyconv_readers() -> list[ReaderSpec]:
         ReaderSpec(
             format="ecat",
             load="anyconv_ecat.reader:read_ecat",
-            extensions=(".v", ".v.gz"),
+            extensions=(".v",),
             magic=(Magic(0, b"MATRIX7"),),
             description="ECAT 7 PET image (.v, read only)",
         )
