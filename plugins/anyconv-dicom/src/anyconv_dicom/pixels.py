@@ -8,6 +8,7 @@ decodes, goes through imagecodecs (libjpeg-turbo) when it is installed.
 from __future__ import annotations
 
 import contextlib
+import io
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +67,9 @@ def stored_dtype(ds: Dataset) -> np.dtype:
 def _decode(path: Path) -> np.ndarray:
     """All frames of one file as (frames, rows, cols[, samples])."""
     try:
-        ds = pydicom.dcmread(path, force=True)
+        # From memory: a file object would allocate whatever length a corrupt header
+        # declares; a bytes buffer only ever returns what the file holds.
+        ds = pydicom.dcmread(io.BytesIO(path.read_bytes()), force=True)
     except Exception as exc:
         raise ReadError(f"{path}: cannot re-read DICOM: {exc}") from exc
     meta = getattr(ds, "file_meta", None)

@@ -117,6 +117,10 @@ def read_header(path: Path) -> Dataset | None:
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
         log.warning("skipping %s: corrupt DICOM header: %s", path, _one_line(exc))
         return None
+    bad = _implausible_lengths(ds, path)
+    if bad:
+        log.warning("skipping %s: corrupt DICOM header: %s", path, bad)
+        return None
     if "Rows" not in ds or "Columns" not in ds:
         sop = str(ds.get("SOPClassUID", ""))
         if sop == _DICOMDIR_SOP or path.name.upper() == "DICOMDIR":
@@ -125,6 +129,21 @@ def read_header(path: Path) -> Dataset | None:
             log.warning("skipping %s: DICOM without an image (SOP class %s)", path, sop or "?")
         return None
     return ds
+
+
+def _implausible_lengths(ds: Dataset, path: Path) -> str | None:
+    """An element whose declared length exceeds the file (read lazily, it would allocate it)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    # The raw (unconverted) elements: asking pydicom for values would read them.
+    raw = getattr(ds, "_dict", {})
+    for elem in raw.values():
+        length = getattr(elem, "length", 0) or 0
+        if length != 0xFFFFFFFF and length > size:
+            return f"element {elem.tag} declares {length} bytes in a {size}-byte file"
+    return None
 
 
 def struct_error() -> type[Exception]:
@@ -284,6 +303,7 @@ def slices_of(path: Path, ds: Dataset) -> list[Slice]:
         nframes = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         nframes = 1
+    _check_frames(path, ds, nframes)
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         out = _enhanced_slices(path, ds, nframes)
     else:
@@ -296,6 +316,43 @@ def slices_of(path: Path, ds: Dataset) -> list[Slice]:
     for sl in out:
         sl.ds = light
     return out
+
+
+_NATIVE_TS = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+
+
+def _check_frames(path: Path, ds: Dataset, nframes: int) -> None:
+    """Refuse a frame count the file cannot hold, before one record per frame is made.
+
+    Uncompressed frames need their full size; a compressed frame needs at least a few bytes.
+    """
+    if nframes < 1:
+        raise ValueError(f"NumberOfFrames {nframes}")
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows < 1 or cols < 1:
+        raise ValueError(f"image of {rows} x {cols} pixels")
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    per_frame = max(rows * cols * spp * bits // 8, 1) if ts in _NATIVE_TS or not ts else 2
+    if nframes * per_frame > size + 1024:
+        raise ValueError(f"{nframes} frame(s) of {rows} x {cols} cannot fit in a {size}-byte file")
+
+
+def valid_orientation(iop: np.ndarray | None) -> np.ndarray | None:
+    """Row/column cosines that can span a plane, else an error (a singular affine)."""
+    if iop is None:
+        return None
+    row, col = iop[:3], iop[3:]
+    nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+    if not (0.9 < nr < 1.1 and 0.9 < nc < 1.1) or abs(float(row @ col)) > 0.1:
+        raise ValueError(f"ImageOrientationPatient {iop.tolist()} is not two unit, orthogonal axes")
+    return iop
 
 
 #: Elements kept in the per-slice header copy.
@@ -376,7 +433,7 @@ def _common_key(ds: Dataset) -> tuple:
 
 def _classic_slice(path: Path, ds: Dataset) -> Slice:
     rows, cols = int(ds.Rows), int(ds.Columns)
-    iop = fvec(ds, "ImageOrientationPatient", 6)
+    iop = valid_orientation(fvec(ds, "ImageOrientationPatient", 6))
     ipp = fvec(ds, "ImagePositionPatient", 3)
     ps = fvec(ds, "PixelSpacing", 2)
     if ps is None:
@@ -667,6 +724,7 @@ def _enhanced_slices(path: Path, ds: Dataset, nframes: int) -> list[Slice]:
         ipp = fvec(pos, "ImagePositionPatient", 3) if pos is not None else None
         if iop is None:
             iop = fvec(ds, "ImageOrientationPatient", 6)
+        iop = valid_orientation(iop)
         if ipp is None:
             ipp = fvec(ds, "ImagePositionPatient", 3)
         ps = fvec(meas, "PixelSpacing", 2) if meas is not None else None
