@@ -306,3 +306,13 @@ def test_mrconvert_realigned_mif_reads_at_the_same_world(reg, tmp_path, perm, fl
     ref_v, ref_a = _canonical(src.values(), src.affine)
     np.testing.assert_array_equal(ours_v, ref_v)
     assert_same_world(ours_a, ref_a, ref_v.shape)
+
+
+def test_gzipped_header_promising_too_much_is_read_error(reg, tmp_path):
+    head = (
+        b"mrtrix image\ndim: 4000,4000,4000\nvox: 1,1,1\nlayout: +0,+1,+2\n"
+        b"datatype: Float32LE\nfile: . 128\nEND\n"
+    )
+    (tmp_path / "bomb.mif.gz").write_bytes(gzip.compress(head.ljust(128, b"\0") + bytes(1000)))
+    with pytest.raises(ReadError, match="truncated"):
+        reg.read(tmp_path / "bomb.mif.gz")

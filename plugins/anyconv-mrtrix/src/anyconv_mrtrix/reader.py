@@ -37,13 +37,14 @@ def read_mrtrix(path: Path, options: ReadOptions) -> Image:
         raise ReadError(f"{path}: unreadable header: {exc}") from exc
     data_file, offset = _data_location(path, header, options)
     gz = _is_gzip(data_file)
-    if not gz:
-        have = data_file.stat().st_size
-        if have < offset + header.nbytes:
-            raise ReadError(
-                f"{path}: truncated: header promises {header.nbytes} bytes of data at "
-                f"{offset}, file has {have}"
-            )
+    have = data_file.stat().st_size
+    # deflate packs at most ~1032:1, so a gzipped file this small cannot hold the data.
+    limit = have * 1032 if gz else have
+    if limit < offset + header.nbytes:
+        raise ReadError(
+            f"{path}: truncated: header promises {header.nbytes} bytes of data at "
+            f"{offset}, file has {have}{' (gzipped)' if gz else ''}"
+        )
     proxy = MifProxy(data_file, offset, header, gz)
     image = Image(
         proxy,
