@@ -46,7 +46,7 @@ def anyconv_readers() -> list[ReaderSpec]:
             magic=(Magic(0, b"\x5c\x01\x00\x00"), Magic(0, b"\x00\x00\x01\x5c")),
             companions=(".img", ".img.gz"),
             priority=-10,
-            description="Analyze 7.5 (.hdr/.img, read only)",
+            description="Analyze 7.5 (.hdr/.img; written with --to analyze)",
         ),
     ]
 
