@@ -174,9 +174,11 @@ def _set_fields(header: Any, image: Image) -> None:
 #: Where each voxel axis of an Analyze image points, as SPM and nibabel read it: i to the
 #: left (radiological storage, SPM's default "flip"), j anterior, k superior.
 ANALYZE_AXES = ((0, -1), (1, 1), (2, 1))
-ANALYZE_NOTE = (
-    "Analyze 7.5 stores no orientation: voxels written in SPM's radiological order (LAS: "
-    "i to the left); tools assuming neurological order will mirror left and right"
+#: Recorded as a loss (the CLI shows losses as warnings): the file itself says nothing of
+#: orientation, only the convention below places it.
+ANALYZE_WARNING = (
+    "orientation (Analyze 7.5 stores none): voxels written in SPM's radiological order "
+    "(LAS, i to the left); tools assuming neurological order will mirror left and right"
 )
 
 
@@ -210,7 +212,7 @@ def write_analyze(image: Image, path: Path, options: WriteOptions) -> None:
     header["scl_inter"] = image.inter
     descrip = image.meta.description or ""
     header["descrip"] = descrip.encode("latin-1", "replace")[:80]
-    image.notes.append(ANALYZE_NOTE)
+    image.record_loss(ANALYZE_WARNING)
     img_name = re.sub(r"\.hdr$", ".img", path.name, flags=re.IGNORECASE)
     with open_output(path, options.compress_level) as fh:
         header.write_to(fh)
@@ -265,11 +267,13 @@ def _spm_origin(
         return [int(o) for o in origin]
     if usable:
         loss = f"origin moved {shift:.3g} mm to the nearest voxel (Analyze stores whole voxels)"
+        why = f"the SPM origin is a whole voxel; this one lies {shift:.3g} mm off"
     else:
         loss = "world origin too far outside the volume for the SPM origin field: centred"
+        why = "the world origin lies too far outside the volume for the SPM origin field"
     if not options.lossy:
         raise LossyConversionError(
-            f"{path.name}: analyze cannot hold the {loss.split(' (')[0].split(':')[0]}",
+            f"{path.name}: analyze cannot hold the origin: {why}",
             hint="use --lossy to convert anyway and record the loss",
         )
     image.record_loss(loss)
