@@ -164,3 +164,15 @@ def test_truncated_gz_is_read_error(reg, tmp_path):
     (tmp_path / "b.gipl.gz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ReadError):
         reg.read(tmp_path / "b.gipl.gz")
+
+
+def test_compress_level(reg, tmp_path):
+    affine = synthetic_affine(angles_deg=(0, 0, 0), flips=(-1, -1, 1))
+    img = synthetic_image((40, 30, 20), "int16", affine=affine)
+    sizes = {}
+    for level in (1, 9):
+        out = tmp_path / f"l{level}.gipl.gz"
+        reg.write(img, out, options=WriteOptions(compress_level=level))
+        sizes[level] = out.stat().st_size
+        np.testing.assert_array_equal(sitk_read(out)[0], img.values())
+    assert sizes[9] <= sizes[1] < img.values().nbytes

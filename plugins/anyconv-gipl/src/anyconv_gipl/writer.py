@@ -59,4 +59,6 @@ def write_gipl(image: Image, path: Path, options: WriteOptions) -> None:
         origin.append(0.0)
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
-    sitk.WriteImage(img, str(path), useCompression=path.name.lower().endswith(".gz"))
+    level = -1 if options.compress_level is None else int(options.compress_level)
+    gz = path.name.lower().endswith(".gz")
+    sitk.WriteImage(img, str(path), useCompression=gz, compressionLevel=level)
