@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 import pydicom  # noqa: TID253 - only reader.py imports this module
+from pydicom.datadict import tag_for_keyword  # noqa: TID253 - only reader.py imports this module
 from pydicom.dataset import Dataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.errors import InvalidDicomError  # noqa: TID253 - only reader.py imports this module
 from pydicom.multival import MultiValue  # noqa: TID253 - only reader.py imports this module
+from pydicom.tag import BaseTag  # noqa: TID253 - only reader.py imports this module
 
 from .csa import csa_float, csa_floats, parse_csa
 
@@ -195,22 +197,25 @@ def fvec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
 def private(ds: Dataset, group: int, creator: str, elem: int) -> Any:
     """Value of a private element by creator name, or ``None``.
 
-    Looks the creator up directly (pydicom's ``private_block`` scans the whole dataset,
-    which dominated the header scan of large series).
+    Looks the creator up in the dataset's element dict directly: pydicom's
+    ``private_block`` and ``in`` convert tags on every call, which dominated the scan.
     """
+    raw = getattr(ds, "_dict", None)
+    if raw is None:
+        return None
+    base = group << 16
     for block in range(0x10, 0x100):
-        tag = (group << 16) | block
-        if tag not in ds:
+        if (base | block) not in raw:
             continue
         try:
-            value = ds[tag].value
+            value = ds[base | block].value
         except Exception:  # noqa: BLE001 - an unreadable creator is no match
             continue
         if isinstance(value, bytes):
             value = value.decode("latin-1")
         if str(value).strip() == creator:
-            target = (group << 16) | (block << 8) | elem
-            if target not in ds:
+            target = base | (block << 8) | elem
+            if target not in raw:
                 return None
             try:
                 return ds[target].value
@@ -381,16 +386,18 @@ _LIGHT_KEYWORDS = (
 )
 
 
+_LIGHT_TAGS = tuple(BaseTag(tag_for_keyword(kw)) for kw in _LIGHT_KEYWORDS)
+
+
 def light_header(ds: Dataset) -> Dataset:
     """The few elements later stages read from every slice, plus the transfer syntax."""
     light = Dataset()
-    for kw in _LIGHT_KEYWORDS:
-        try:
-            elem = ds.data_element(kw)
-        except Exception:  # noqa: BLE001 - a malformed value is left out
-            elem = None
+    src = getattr(ds, "_dict", {})
+    dst = light._dict  # raw elements are copied as they are: converted only if read
+    for tag in _LIGHT_TAGS:
+        elem = src.get(tag)
         if elem is not None:
-            light.add(elem)
+            dst[tag] = elem
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         light.file_meta = meta
