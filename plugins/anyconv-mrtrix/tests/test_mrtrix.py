@@ -316,3 +316,16 @@ def test_gzipped_header_promising_too_much_is_read_error(reg, tmp_path):
     (tmp_path / "bomb.mif.gz").write_bytes(gzip.compress(head.ljust(128, b"\0") + bytes(1000)))
     with pytest.raises(ReadError, match="truncated"):
         reg.read(tmp_path / "bomb.mif.gz")
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "int64", "uint16", "int8"])
+def test_more_types_read_by_mrconvert(reg, tmp_path, dtype):
+    img = synthetic_image((6, 5, 4), dtype)
+    out = tmp_path / "c.mif"
+    reg.write(img, out)
+    values, affine = via_mrconvert(out, tmp_path)
+    np.testing.assert_array_equal(values, img.values())
+    assert_same_world(affine, img.affine, img.shape)
+    back = reg.read(out)[0]
+    assert back.dtype == img.dtype
+    np.testing.assert_array_equal(back.values(), img.values())
