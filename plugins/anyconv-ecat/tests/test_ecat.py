@@ -130,3 +130,18 @@ def test_truncated_frame_is_read_error(reg, testdata, tmp_path):
     with pytest.raises(ReadError, match="truncated"):
         for img in reg.read(path):
             load_data(img)
+
+
+def test_calibration_option(reg, testdata):
+    """tinypet.v says calibration_units 1 (Bq/cc already): 'units' leaves the factor out."""
+    from anyconv.specs import ReadOptions
+
+    path = testdata / TINY
+    default = reg.read(path)[0]
+    units = reg.read(path, options=ReadOptions(extra={"calibration": "units"}))[0]
+    never = reg.read(path, options=ReadOptions(extra={"calibration": "never"}))[0]
+    assert default.extras["ecat"]["calibration_units"] == 1
+    assert units.slope == never.slope == 1.0
+    np.testing.assert_allclose(units.values() * 25007614.0, default.values(), rtol=1e-6)
+    with pytest.raises(ReadError, match="calibration"):
+        reg.read(path, options=ReadOptions(extra={"calibration": "maybe"}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anyconv import hookimpl
-from anyconv.specs import Magic, ReaderSpec
+from anyconv.specs import Magic, OptionSpec, ReaderSpec
 
 __version__ = "0.1.0"
 
@@ -18,5 +18,13 @@ def anyconv_readers() -> list[ReaderSpec]:
             extensions=(".v",),
             magic=(Magic(0, b"MATRIX7"),),
             description="ECAT 7 PET image (.v, read only)",
+            options=(
+                OptionSpec(
+                    "calibration",
+                    "ecat_calibration_factor: 'always' applied (as nibabel), 'units' only when "
+                    "calibration_units says uncalibrated (0), or 'never'",
+                    "always",
+                ),
+            ),
         )
     ]

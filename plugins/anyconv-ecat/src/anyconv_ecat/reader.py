@@ -1,7 +1,10 @@
 """Read ECAT 7 PET images with nibabel's ecat module: frames as the 4th axis.
 
 Real values are what nibabel gives: stored x subheader ``scale_factor`` x main header
-``ecat_calibration_factor``, per frame. ``decay_corr_fctr`` is the decay correction the
+``ecat_calibration_factor``, per frame. ECAT's ``calibration_units`` says whether the data are
+already calibrated (1: the calibration factor was applied by the scanner software, as
+PET2BIDS reads it); ``--option calibration=units`` then leaves the factor out, ``never``
+always does. ``decay_corr_fctr`` is the decay correction the
 reconstruction already applied: it is reported per frame (BIDS ``DecayCorrectionFactor``),
 not applied again. The matrix list is read here, not by nibabel, so a corrupt list (a block
 pointing back at itself, rows beyond the file) is a ``ReadError`` instead of an endless loop.
@@ -43,7 +46,7 @@ def read_ecat(path: Path, options: ReadOptions) -> Image:
             warnings.simplefilter("ignore")
             sub = nib.ecat.EcatSubHeader(header, mlist, fh)
             order = nib.ecat.get_frame_order(mlist)
-        frames = _frames(sub, order, header, size, path)
+        frames = _frames(sub, order, header, size, path, _calibration(header, options, path))
     rows = [f["row"] for f in frames]
     factors = np.array([f["factor"] for f in frames], dtype=np.float64)
     # A static scan (one frame) is a 3-D volume; frames follow on the 4th axis.
@@ -94,9 +97,23 @@ def _read_mlist(fh: Any, endianness: str, size: int, path: Path) -> np.ndarray:
     return mlist
 
 
-def _frames(sub: Any, order: dict[int, Any], header: Any, size: int, path: Path) -> list[dict]:
+def _calibration(header: Any, options: ReadOptions, path: Path) -> float:
+    """The calibration factor to apply, by the ``calibration`` option."""
+    mode = options.extra.get("calibration", "always").lower()
+    factor = float(header["ecat_calibration_factor"].item())
+    if mode == "always":
+        return factor
+    if mode == "never":
+        return 1.0
+    if mode == "units":
+        return factor if int(header["calibration_unitS"]) == 0 else 1.0
+    raise ReadError(f"{path}: calibration={mode!r}: use always, units or never")
+
+
+def _frames(
+    sub: Any, order: dict[int, Any], header: Any, size: int, path: Path, cal: float
+) -> list[dict]:
     """Per frame, in time order: matrix row, shape, dtype, factor, times; sizes checked."""
-    cal = float(header["ecat_calibration_factor"].item())
     out = []
     for index in sorted(order):
         row = int(order[index][0])
@@ -173,6 +190,7 @@ def _extras(header: Any, frames: list[dict]) -> dict[str, Any]:
         "file_type": int(header["file_type"]),
         "patient_orientation": int(header["patient_orientation"]),
         "ecat_calibration_factor": float(header["ecat_calibration_factor"].item()),
+        "calibration_units": int(header["calibration_unitS"]),
         "scale_factors": [f["scale_factor"] for f in frames],
         "scan_start_time": int(header["scan_start_time"]),
         "dose_start_time": int(header["dose_start_time"]),
