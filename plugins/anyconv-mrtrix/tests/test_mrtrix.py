@@ -329,3 +329,21 @@ def test_more_types_read_by_mrconvert(reg, tmp_path, dtype):
     back = reg.read(out)[0]
     assert back.dtype == img.dtype
     np.testing.assert_array_equal(back.values(), img.values())
+
+
+def test_dw_scheme_that_does_not_fit_is_left_out(reg, tmp_path):
+    img = synthetic_image((4, 3, 2, 2), "uint8")
+    img.extras["mrtrix"] = {"keyval": {"dw_scheme": ["0,0,0,0"]}}  # not written by the writer
+    out = tmp_path / "w.mif"
+    reg.write(img, out)
+    text = out.read_bytes().replace(b"file: .", b"dw_scheme: 0,0,1,1000\nfile: .", 1)
+    # keep the data offset right: drop as many header padding bytes as were added
+    head, _, rest = text.partition(b"\nEND\n")
+    added = len(b"dw_scheme: 0,0,1,1000\n")
+    offset = int(head.rsplit(b" ", 1)[1])
+    head = head.rsplit(b" ", 1)[0] + b" " + str(offset + added).encode()
+    (tmp_path / "x.mif").write_bytes(head + b"\nEND\n" + rest)
+    back = reg.read(tmp_path / "x.mif")[0]
+    assert back.meta.bvals is None
+    assert any("dw_scheme" in n for n in back.notes)
+    np.testing.assert_array_equal(back.values(), img.values())

@@ -52,7 +52,7 @@ def read_mrtrix(path: Path, options: ReadOptions) -> Image:
         slope=header.scale if math.isfinite(header.scale) else 1.0,
         inter=header.offset if math.isfinite(header.offset) else 0.0,
     )
-    image.meta = _meta(header, path)
+    image.meta = _meta(header, image.notes)
     image.extras["mrtrix"] = {
         "vox": [None if not math.isfinite(v) else v for v in header.vox],
         "layout": [
@@ -145,7 +145,7 @@ class MifProxy:
         return np.asarray(self)[index]
 
 
-def _meta(header: MifHeader, path: Path) -> Meta:
+def _meta(header: MifHeader, notes: list[str]) -> Meta:
     meta = Meta()
     kv = header.keyval
     for key, attr in _META_FLOATS.items():
@@ -160,21 +160,24 @@ def _meta(header: MifHeader, path: Path) -> Meta:
     if "comments" in kv:
         meta.description = "\n".join(kv["comments"])
     if "dw_scheme" in kv:
-        _dw_scheme(meta, kv["dw_scheme"], header, path)
+        _dw_scheme(meta, kv["dw_scheme"], header, notes)
     return meta
 
 
-def _dw_scheme(meta: Meta, rows: list[str], header: MifHeader, path: Path) -> None:
-    """``dw_scheme`` rows ``gx,gy,gz,b``: directions in scanner RAS, b in s/mm²."""
+def _dw_scheme(meta: Meta, rows: list[str], header: MifHeader, notes: list[str]) -> None:
+    """``dw_scheme`` rows ``gx,gy,gz,b``: directions in scanner RAS, b in s/mm².
+
+    A table that does not fit the image is left out with a note, as MRtrix warns and goes on.
+    """
     try:
         table = np.array([[float(x) for x in r.split(",")] for r in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise ReadError(f"{path}: bad dw_scheme: {exc}") from exc
-    if table.ndim != 2 or table.shape[1] < 4:
-        raise ReadError(f"{path}: dw_scheme rows need 4 numbers (gx,gy,gz,b)")
+    except ValueError:
+        notes.append("dw_scheme is not numeric: left out")
+        return
     nvol = header.dim[3] if header.ndim > 3 else 1
-    if len(table) != nvol:
-        raise ReadError(f"{path}: dw_scheme has {len(table)} rows for {nvol} volumes")
+    if table.ndim != 2 or table.shape[1] < 4 or len(table) != nvol:
+        notes.append(f"dw_scheme ({len(rows)} rows) does not fit {nvol} volumes: left out")
+        return
     vecs = table[:, :3]
     norms = np.linalg.norm(vecs, axis=1)
     safe = np.where(norms > 0, norms, 1.0)
