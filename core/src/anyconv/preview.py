@@ -80,10 +80,11 @@ def volume_count(image: Image) -> int:
 
 
 def select_volume(image: Image, volume: int | None = None) -> np.ndarray:
-    """Real values of one 3D volume (the middle one by default) as float32, i, j, k order.
+    """Real values of one 3D volume (the middle one by default), i, j, k order.
 
     Axes after the third are taken as one flattened volume axis; only the chosen volume is read
-    when the data proxy can be sliced.
+    when the data proxy can be sliced. Unscaled integer data keeps its dtype (no float copy of
+    a big volume); complex data becomes its magnitude.
     """
     shape = image.shape
     n = volume_count(image)
@@ -104,17 +105,17 @@ def select_volume(image: Image, volume: int | None = None) -> np.ndarray:
         arr = np.abs(arr)
     elif arr.dtype.kind == "V" or arr.dtype.fields:
         raise ValueError(f"cannot preview structured voxels of dtype {arr.dtype}")
-    out = arr.astype(np.float32)
+    elif arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
     if image.is_scaled:
-        out = out * np.float32(image.slope) + np.float32(image.inter)
-    return out
+        arr = arr.astype(np.float32) * np.float32(image.slope) + np.float32(image.inter)
+    return arr
 
 
 def robust_window(values: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
-    """Grey window from percentiles of the finite values (a subsample of big volumes)."""
-    flat = values.reshape(-1)
-    step = max(1, flat.size // 2_000_000)
-    sample = flat[::step]
+    """Grey window from percentiles of the finite values (a strided subsample of big volumes)."""
+    step = max(1, int(np.ceil((values.size / 2_000_000) ** (1 / max(values.ndim, 1)))))
+    sample = values[(slice(None, None, step),) * values.ndim].astype(np.float64).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 0.0, 1.0
