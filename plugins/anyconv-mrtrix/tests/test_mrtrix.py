@@ -347,3 +347,28 @@ def test_dw_scheme_that_does_not_fit_is_left_out(reg, tmp_path):
     assert back.meta.bvals is None
     assert any("dw_scheme" in n for n in back.notes)
     np.testing.assert_array_equal(back.values(), img.values())
+
+
+def test_dicom_dwi_gradients_match_mrtrix_reading_of_dcm2niix(tmp_path, testdata):
+    """dw_scheme is scanner RAS: a DWI read by the installed DICOM reader and written as .mif
+    has the gradient table MRtrix itself makes from dcm2niix's reference NIfTI + FSL bvecs."""
+    full = Registry()
+    images = full.read(testdata / "dicom/ge_pioneer_dwi_oblique")
+    dwi = next(i for i in images if i.meta.bvals)
+    out = tmp_path / "dwi.mif"
+    full.write(dwi, out, fmt="mrtrix")
+    ref = testdata / "dicom-ref/ge_pioneer_dwi_oblique/Ax_DWI_TENSOR_R2_1"
+    ref_mif = tmp_path / "ref.mif"
+    mrconvert(ref.with_suffix(".nii"), ref_mif, "-fslgrad", ref.with_suffix(".bvec"),
+              ref.with_suffix(".bval"))  # fmt: skip
+
+    def table(path):
+        text = subprocess.run(
+            [tool("mrinfo"), "-dwgrad", str(path)], check=True, capture_output=True, text=True
+        ).stdout
+        return np.loadtxt(text.splitlines())
+
+    ours, theirs = table(out), table(ref_mif)
+    np.testing.assert_allclose(ours[:, :3], theirs[:, :3], atol=1e-6)
+    # MRtrix rescales b by the squared norm of FSL's rounded vectors: within 0.1 %
+    np.testing.assert_allclose(ours[:, 3], theirs[:, 3], rtol=1e-3)
