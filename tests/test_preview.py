@@ -242,3 +242,29 @@ def test_window_is_robust_to_outliers():
     assert 0 <= lo < 1
     assert 99 < hi <= 100
     assert preview.robust_window(np.full(10, 7.0)) == (7.0, 8.0)
+
+
+def test_folder_of_several_series_gives_one_png_each(testdata, tmp_path, run_cli):
+    src = testdata / "dicom" / "philips_achieva_enhanced_fieldmap"  # two series
+    code, out, err = run_cli("preview", src, tmp_path / "fm.png")
+    assert code == 0, err
+    assert out.split() == [str(tmp_path / "fm_1.png"), str(tmp_path / "fm_2.png")]
+    code, out, err = run_cli("preview", src, f"{tmp_path / 'folder'}/")
+    assert code == 0, err
+    pngs = sorted((tmp_path / "folder").glob("*.png"))
+    assert len(pngs) == 2
+    for png in pngs:
+        assert len(preview.read_layout(png)["panels"]) == 3
+
+
+def test_help_imports_no_pillow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom anyconv.cli import app\n"
+        "try:\n    app(['preview', '--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'PIL' not in sys.modules and 'anyconv.preview' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -231,7 +231,7 @@ def describe(image: Image, volume: int | None = None) -> list[str]:
     n = volume_count(image)
     if n > 1:
         shown = n // 2 if volume is None else volume % n
-        line2 += f"  volume {shown}/{n}"
+        line2 += f"  volume {shown} (of 0..{n - 1})"
     return [name, line2]
 
 
