@@ -268,3 +268,11 @@ def test_help_imports_no_pillow():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_degenerate_geometry_is_refused_not_drawn():
+    affine = np.diag([1.0, 1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="singular"):
+        preview.preview_png(Image(np.ones((4, 4, 4), np.int16), affine))
+    with pytest.raises(ValueError, match="singular"):
+        preview.preview_png(Image(np.ones((4, 4, 4), np.int16), np.full((4, 4), np.nan)))

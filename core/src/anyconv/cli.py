@@ -490,7 +490,7 @@ def preview(
     with _reported(debug):
         from . import get_registry
         from . import preview as pv
-        from .errors import UsageError
+        from .errors import AnyconvError, ReadError, UsageError, WriteError
         from .io import check_writable
         from .pipeline import load_data
 
@@ -516,6 +516,7 @@ def preview(
                     f"{image.source or input}: --volume {volume} out of range",
                     hint=f"the image holds {count} volume(s): 0..{count - 1}",
                 )
+            what = image.source or input
             try:
                 pv.write_preview(
                     load_data(image) if image.ndim <= 3 else image,  # 4D: read one volume
@@ -525,8 +526,14 @@ def preview(
                     interpolation="nearest" if nearest else "linear",
                     radiological=radiological,
                 )
-            except ValueError as exc:
-                raise UsageError(f"{image.source or input}: cannot preview: {exc}") from exc
+            except ValueError as exc:  # degenerate affine, structured voxels
+                raise ReadError(f"{what}: cannot preview: {exc}") from exc
+            except OSError as exc:
+                raise WriteError(f"{path}: {exc.strerror or exc}") from exc
+            except (AnyconvError, MemoryError):
+                raise
+            except Exception as exc:  # a lazy 4D volume failed to read
+                raise ReadError(f"{what}: corrupt or truncated voxel data: {exc}") from exc
             if not quiet:
                 typer.echo(str(path))
 
