@@ -33,10 +33,13 @@ h1{font-size:18px;margin:0 0 4px} .summary{margin:0 0 12px;color:#444}
 table{border-collapse:collapse;width:100%} th,td{border-bottom:1px solid #ddd;padding:6px;
 vertical-align:top;text-align:left} th{background:#eee;position:sticky;top:0}
 td.thumb img{display:block;background:#18181c} code{font-size:12px;word-break:break-all}
-ul{margin:0;padding-left:16px} .status span{padding:1px 6px;border-radius:3px;color:#fff}
-.ok span{background:#2e7d32} .failed span{background:#c62828} .skipped span{background:#6d6d6d}
+ul{margin:0;padding-left:16px} td.status span{padding:1px 6px;border-radius:3px;color:#fff}
+td.ok span{background:#2e7d32} td.failed span{background:#c62828}
+td.skipped span{background:#6d6d6d}
 tr.warned td.warnings{background:#fff6d6} tr.failed td{background:#fde8e8}
-.muted{color:#777}
+.muted{color:#777} .filter{margin:0 0 10px} .filter label{margin-right:12px}
+table.only-warned tr.series:not(.warned):not(.failed){display:none}
+table.only-failed tr.series:not(.failed){display:none}
 """
 
 _SCRIPT = """
@@ -65,6 +68,13 @@ _SCRIPT = """
     document.body.dataset.imagesDecoded = String(ok);
     document.body.dataset.ready = ok === imgs.length ? "ok" : "broken";
   }
+  document.querySelectorAll("input[name=show]").forEach(function (radio) {
+    radio.addEventListener("change", function () {
+      var table = document.getElementById("series");
+      table.classList.toggle("only-warned", radio.value === "warned" && radio.checked);
+      table.classList.toggle("only-failed", radio.value === "failed" && radio.checked);
+    });
+  });
   if (document.readyState === "complete") { check(); } else {
     window.addEventListener("load", check);
   }
@@ -258,6 +268,10 @@ class QCReport:
             f'<p class="summary" id="summary" data-rows="{self.rows}">'
             f"{_esc('; '.join(facts))}. Written {_esc(stamp)}. Previews: world-aligned mid-"
             "planes (axial, coronal, sagittal), patient left on screen left.</p>\n"
+            '<p class="filter">Show: <label><input type="radio" name="show" value="all" '
+            'checked> all</label><label><input type="radio" name="show" value="warned"> '
+            'warnings and failures</label><label><input type="radio" name="show" '
+            'value="failed"> failures</label></p>\n'
             '<table id="series"><thead><tr><th>preview</th><th>input</th><th>outputs</th>'
             "<th>geometry</th><th>warnings</th><th>status</th></tr></thead>\n<tbody>\n"
         )
