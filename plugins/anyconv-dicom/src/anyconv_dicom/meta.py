@@ -207,12 +207,17 @@ def build_meta(
     if timing is not None:
         bids["SliceTiming"] = timing
     coil = private(ds, 0x0051, "SIEMENS MR HEADER", 0x0F) if vendor == "Siemens" else None
-    if coil is None and vendor != "Siemens":
-        coil = ds.get("ReceiveCoilName") or _enh_text(
-            ds, "MRReceiveCoilSequence", "ReceiveCoilName"
-        )
+    receive = _text(ds.get("ReceiveCoilName")) or _enh_text(
+        ds, "MRReceiveCoilSequence", "ReceiveCoilName"
+    )
+    if coil is None:
+        coil = receive
     if coil:
         bids["CoilString"] = _text(coil)
+    if receive and vendor == "Siemens":
+        bids["ReceiveCoilName"] = receive
+    if "SequenceName" not in bids and _text(ds.get("PulseSequenceName")):
+        bids["SequenceName"] = _text(ds.get("PulseSequenceName"))
     _acquisition_fields(ds, vol, bids, vendor, phase_axis, shape)
     meta = Meta(
         modality=bids.get("Modality"),
@@ -323,7 +328,9 @@ def _acquisition_fields(
         bids["AcquisitionMatrixPE"] = acq_pe
     if phase_axis is not None:
         bids["ReconMatrixPE"] = shape[phase_axis]
-    mt = _enh_text(ds, "MRModifierSequence", "MagnetizationTransfer")
+    mt = _enh_text(ds, "MRImagingModifierSequence", "MagnetizationTransfer") or _enh_text(
+        ds, "MRModifierSequence", "MagnetizationTransfer"
+    )
     if mt is not None:
         bids["MTState"] = mt.upper() not in ("NONE", "OFF")
     par = _enh(ds, "MRModifierSequence", "ParallelReductionFactorInPlane")
@@ -343,8 +350,12 @@ def _acquisition_fields(
             bids["PhilipsRescaleSlope"], bids["PhilipsRescaleIntercept"] = display
             bids["PhilipsScaleSlope"] = 1.0 / vol.first.slope if vol.first.slope else None
             bids["UsePhilipsFloatNotDisplayScaling"] = 1
-    if par is not None and "ParallelReductionFactorInPlane" not in bids and par > 1:
+    if par is not None and "ParallelReductionFactorInPlane" not in bids and par >= 1:
         bids["ParallelReductionFactorInPlane"] = par
+    if "PhaseEncodingSteps" not in bids:
+        steps = _enh(ds, "MRFOVGeometrySequence", "MRAcquisitionPhaseEncodingStepsInPlane")
+        if steps:
+            bids["PhaseEncodingSteps"] = int(steps)
     technique = _enh_text(ds, "MRModifierSequence", "ParallelAcquisitionTechnique")
     if technique is not None:
         bids["ParallelAcquisitionTechnique"] = technique
