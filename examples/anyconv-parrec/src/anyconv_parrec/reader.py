@@ -21,7 +21,7 @@ from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
 
 # reader.py is imported only when a PAR file is read, so nibabel may load here.
-from nibabel import parrec  # noqa: TID253
+from nibabel import parrec
 
 #: PAR versions read; nibabel knows the image-line columns of exactly these.
 SUPPORTED_VERSIONS = tuple(parrec.supported_versions)
