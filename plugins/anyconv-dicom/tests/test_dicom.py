@@ -69,6 +69,7 @@ def write_series(
     seed=0,
     value_fn=None,
     offsets=None,
+    acq3d=False,
 ):
     """A classic MR series, files named in shuffled order, with known voxels and geometry.
 
@@ -113,6 +114,7 @@ def write_series(
         ds.EchoTime = 30
         ds.RepetitionTime = 2000
         ds.FlipAngle = 77
+        ds.MRAcquisitionType = "3D" if acq3d else "2D"
         ds.SliceThickness = gap
         ds.PixelSpacing = list(spacing)
         ds.ImageOrientationPatient = [*rowcos.round(8), *colcos.round(8)]
@@ -177,9 +179,10 @@ def test_synthetic_matches_dcm2niix(tmp_path):
             pytest.fail("dcm2niix missing in CI")
         pytest.skip("dcm2niix not installed")
     rotations = [(12, -7, 20), (90, 0, 90), (90, 0, 0), (-90, 0, 90), (0, 180, 0), (30, 60, -45)]
-    for n, rot in enumerate(rotations):
+    cases = [(rot, False) for rot in rotations] + [((90, 0, 90), True), ((170, 5, -8), True)]
+    for n, (rot, acq3d) in enumerate(cases):
         src = tmp_path / f"in{n}"
-        write_series(src, rot=rot, nvols=2, seed=n)
+        write_series(src, rot=rot, nvols=1 if acq3d else 2, seed=n, acq3d=acq3d)
         out = tmp_path / f"out{n}"
         out.mkdir()
         subprocess.run(
@@ -193,6 +196,17 @@ def test_synthetic_matches_dcm2niix(tmp_path):
         assert vox == 0, rot
         assert aff < 1e-3, rot
         assert mapping == [(0, 1), (1, 1), (2, 1)], f"{rot}: axes differ from dcm2niix"
+
+
+def test_3d_acquisition_rotated_like_dcm2niix_unless_asked(tmp_path):
+    write_series(tmp_path / "s", rot=(90, 0, 90), acq3d=True)
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    (kept,) = read_dicom(tmp_path / "s", ReadOptions(extra={"rotate3d": "no"}))
+    assert img.axcodes == ("R", "A", "S")
+    assert kept.axcodes != ("R", "A", "S")
+    data, aff, _ = qa.to_reference_axes(img.stored(), img.affine, kept.affine)
+    np.testing.assert_array_equal(data, kept.stored())
+    assert_same_world(aff, kept.affine, kept.shape)
 
 
 def test_varying_rescale_gives_float32(tmp_path):

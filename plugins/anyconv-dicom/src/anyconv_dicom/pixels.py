@@ -163,6 +163,19 @@ class VolumeProxy:
         if self._spp > 1:
             shape += (self._spp,)
         self._shape = shape
+        self._reorient: tuple[tuple[int, ...], tuple[bool, ...]] | None = None
+
+    def reorient(self, perm: tuple[int, int, int], flips: tuple[bool, bool, bool]) -> None:
+        """Deliver the array with spatial axes permuted and flipped; nothing is decoded here.
+
+        New axis n is old axis ``perm[n]``; ``flips`` are per old axis (as dcm2niix rotates
+        3D acquisitions).
+        """
+        if tuple(perm) == (0, 1, 2) and not any(flips):
+            return
+        self._reorient = (tuple(perm), tuple(flips))
+        old = self._shape
+        self._shape = (old[perm[0]], old[perm[1]], old[perm[2]], *old[3:])
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -183,14 +196,29 @@ class VolumeProxy:
         return int(np.prod(self._shape)) * self._dtype.itemsize
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        shape = self._stored_shape()
         if self._resample:
-            stack = self._stack((*self._shape[:2], self._vol.nz, *self._shape[3:]))
-            out = np.empty(self._shape, dtype=self._dtype, order="F")
+            stack = self._stack((*shape[:2], self._vol.nz, *shape[3:]))
+            out = np.empty(shape, dtype=self._dtype, order="F")
             for k, (k0, k1, w) in enumerate(self._resample):
                 out[:, :, k] = stack[:, :, k0] * np.float32(1 - w) + stack[:, :, k1] * np.float32(w)
         else:
-            out = self._stack(self._shape)
+            out = self._stack(shape)
+        if self._reorient is not None:
+            perm, flips = self._reorient
+            index = tuple(slice(None, None, -1) if f else slice(None) for f in flips)
+            out = np.asfortranarray(np.transpose(out[index], (*perm, *range(3, out.ndim))))
         return out if dtype is None else out.astype(dtype)
+
+    def _stored_shape(self) -> tuple[int, ...]:
+        """Shape before any reorientation (column, flipped row, slice[, t, c])."""
+        if self._reorient is None:
+            return self._shape
+        perm = self._reorient[0]
+        spatial = [0, 0, 0]
+        for new, old in enumerate(perm):
+            spatial[old] = self._shape[new]
+        return (*spatial, *self._shape[3:])
 
     def _stack(self, shape: tuple[int, ...]) -> np.ndarray:
         """The slices as stored (after per-slice scaling and tilt shifts), one per k."""

@@ -47,6 +47,12 @@ def anyconv_readers() -> list[ReaderSpec]:
                     "error (refuse)",
                     default="correct",
                 ),
+                OptionSpec(
+                    "rotate3d",
+                    "store 3D acquisitions with axes in the closest RAS order, as dcm2niix does "
+                    "(yes/no)",
+                    default="yes",
+                ),
             ),
         )
     ]

@@ -333,35 +333,40 @@ def check_single(case: str, images: list[Image], path: Path, ref: Path | None) -
         arr = ds.pixel_array.astype(np.float64)
         row.note = "reference decoded by dcmtk dcmdjpeg"
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
     if nframes == 1:
         arr = arr[None]
     slope = float(ds.get("RescaleSlope", 1) or 1) * float(ds.get("DoseGridScaling", 1) or 1)
     arr = arr * slope + float(ds.get("RescaleIntercept", 0) or 0)
-    # Expected voxel (i, j, k) = pixel (row R-1-j, column i) of frame k.
+    # Expected voxel (i, j, k) = pixel (row R-1-j, column i) of frame k, and its world
+    # position straight from the standard's formula (LPS, then RAS).
     expected = np.swapaxes(arr[:, ::-1], 1, 2)  # frames, cols, rows[, spp]
     expected = np.moveaxis(expected, 0, 2)
-    ours = img.values(np.float64)
-    if (spp == 1 and ours.ndim == 3 and expected.shape == ours.shape) or (
-        spp > 1 and ours.shape == expected.shape
-    ):
-        row.voxel_diff = float(np.abs(ours - expected).max())
-    else:
-        row.note = f"shape {ours.shape} vs {expected.shape}"
     iop = [float(v) for v in ds.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0])]
     ipp = [float(v) for v in ds.get("ImagePositionPatient", [0, 0, 0])]
     ps = [float(v) for v in ds.get("PixelSpacing", [1, 1])]
-    rows = int(ds.Rows)
-    # World (LPS) of pixel (r, c) of the first frame, straight from the standard's formula.
     rowcos, colcos = np.asarray(iop[:3]), np.asarray(iop[3:])
-    errs = []
-    for i, j in ((0, 0), (int(ds.Columns) - 1, 0), (0, rows - 1)):
-        r, c = rows - 1 - j, i
-        lps = np.asarray(ipp) + c * ps[1] * rowcos + r * ps[0] * colcos
-        ras = lps * np.array([-1, -1, 1])
-        ours_w = geometry.voxel_to_world(img.affine, np.array([[i, j, 0]]))[0]
-        errs.append(float(np.abs(ours_w - ras).max()))
-    row.affine_diff = max(errs)
+    normal = np.cross(rowcos, colcos)
+    offsets = ds.get("GridFrameOffsetVector")
+    step = float(offsets[1]) - float(offsets[0]) if offsets and len(offsets) > 1 else 1.0
+    lps = np.eye(4)
+    lps[:3, 0] = rowcos * ps[1]
+    lps[:3, 1] = -colcos * ps[0]
+    lps[:3, 2] = normal * step
+    lps[:3, 3] = np.asarray(ipp) + colcos * ps[0] * (int(ds.Rows) - 1)
+    expected_affine = geometry.lps_to_ras(lps)
+    # Our image may store the axes in another order (3D acquisitions): map it back first.
+    ours, ours_affine, _ = to_reference_axes(img.values(np.float64), img.affine, expected_affine)
+    if ours.shape == expected.shape:
+        row.voxel_diff = float(np.abs(ours - expected).max())
+    else:
+        row.note = f"shape {ours.shape} vs {expected.shape}"
+    corners = geometry.corner_indices(expected.shape)
+    row.affine_diff = float(
+        np.abs(
+            geometry.voxel_to_world(ours_affine, corners)
+            - geometry.voxel_to_world(expected_affine, corners)
+        ).max()
+    )
     row.matched = bool(
         row.voxel_diff is not None and row.voxel_diff == 0 and row.affine_diff <= 1e-5
     )

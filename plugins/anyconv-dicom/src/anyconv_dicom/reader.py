@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from anyconv import geometry
 from anyconv.errors import LossyConversionError, ReadError, UsageError
-from anyconv.model import Image
+from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
 
 from . import __version__
@@ -72,6 +73,7 @@ def read_dicom(path: Path, options: ReadOptions) -> list[Image]:
     """
     path = Path(path)
     tilt = str(options.extra.get("tilt", "correct")).lower()
+    rotate3d = str(options.extra.get("rotate3d", "yes")).lower() not in ("no", "n", "0", "false")
     if tilt not in TILT_POLICIES:
         raise UsageError(f"tilt={tilt!r}: expected one of {', '.join(TILT_POLICIES)}")
     vols = volumes([path])
@@ -85,6 +87,7 @@ def read_dicom(path: Path, options: ReadOptions) -> list[Image]:
         to_image(
             v,
             tilt=tilt,
+            rotate3d=rotate3d,
             multi_echo=len(echoes[str(v.first.ds.get("SeriesInstanceUID", ""))]) > 1,
         )
         for v in vols
@@ -93,7 +96,9 @@ def read_dicom(path: Path, options: ReadOptions) -> list[Image]:
     return images
 
 
-def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) -> Image:
+def to_image(
+    vol: Volume, *, tilt: str = "correct", multi_echo: bool = False, rotate3d: bool = True
+) -> Image:
     """One volume as a lazily loaded ``Image`` with metadata."""
     check_sizes(vol)
     slopes = {(sl.slope, sl.inter) for row in vol.grid for sl in row}
@@ -136,6 +141,9 @@ def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) ->
     else:
         notes.append("rescale slope/intercept vary across slices: applied, stored as float32")
     meta = build_meta(vol, affine, proxy.shape, multi_echo=multi_echo)
+    acq = str(vol.first.ds.get("MRAcquisitionType", "") or "").upper()
+    if rotate3d and acq == "3D":
+        affine = _rotate_3d(proxy, affine, meta)
     meta.bids["ConversionSoftware"] = "anyconv"
     meta.bids["ConversionSoftwareVersion"] = __version__
     img = Image(
@@ -158,6 +166,55 @@ def to_image(vol: Volume, *, tilt: str = "correct", multi_echo: bool = False) ->
         "uneven_spacing": vol.uneven,
     }
     return img
+
+
+_TO_RAS = {"L": (0, True), "R": (0, False), "P": (1, True), "A": (1, False)}
+_TO_RAS |= {"I": (2, True), "S": (2, False)}
+
+
+def _rotate_3d(proxy: VolumeProxy, affine: np.ndarray, meta: Meta) -> np.ndarray:
+    """Store a 3D acquisition with axes permuted/flipped to the closest RAS order.
+
+    dcm2niix does this for 3D acquisitions (their slices are an arbitrary choice of the
+    reconstruction); world coordinates are unchanged. Axis-indexed metadata follows.
+    """
+    codes = geometry.axcodes(affine)
+    if "?" in codes:
+        return affine
+    perm = [0, 0, 0]
+    flips = [False, False, False]
+    for old, code in enumerate(codes):
+        new, flip = _TO_RAS[code]
+        perm[new] = old
+        flips[old] = flip
+    if perm == [0, 1, 2] and not any(flips):
+        return affine
+    dims = proxy.shape[:3]
+    to_old = np.zeros((4, 4))
+    to_old[3, 3] = 1.0
+    for new, old in enumerate(perm):
+        to_old[old, new] = -1.0 if flips[old] else 1.0
+        to_old[old, 3] = dims[old] - 1 if flips[old] else 0.0
+    proxy.reorient((perm[0], perm[1], perm[2]), (flips[0], flips[1], flips[2]))
+    new_of = {old: new for new, old in enumerate(perm)}
+    if meta.phase_axis is not None:
+        old = meta.phase_axis
+        meta.phase_axis = new_of[old]
+        meta.frequency_axis = new_of[1 - old] if old in (0, 1) else meta.frequency_axis
+        ped = meta.phase_encoding_direction
+        if ped:
+            negative = ped.endswith("-") != flips[old]
+            meta.phase_encoding_direction = "ijk"[new_of[old]] + ("-" if negative else "")
+            meta.bids["PhaseEncodingDirection"] = meta.phase_encoding_direction
+        elif "PhaseEncodingAxis" in meta.bids:
+            meta.bids["PhaseEncodingAxis"] = "ijk"[new_of[old]]
+    if meta.slice_axis is not None:
+        old = meta.slice_axis
+        meta.slice_axis = new_of[old]
+        if flips[old] and meta.slice_timing:
+            meta.slice_timing = list(reversed(meta.slice_timing))
+            meta.bids["SliceTiming"] = meta.slice_timing
+    return affine @ to_old
 
 
 def regular_grid(

@@ -373,6 +373,7 @@ _LIGHT_KEYWORDS = (
     "ImageType",
     "ScanningSequence",
     "EchoPlanarPulseSequence",
+    "MRAcquisitionType",
     "InstanceNumber",
     "Rows",
     "Columns",
