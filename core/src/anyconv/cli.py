@@ -472,7 +472,7 @@ def preview(
         int | None, typer.Option("--volume", help="Volume of a 4D image (default: middle).")
     ] = None,
     size: Annotated[
-        int, typer.Option("--size", min=32, max=4096, help="Panel size in pixels.")
+        int, typer.Option("--size", min=32, max=2048, help="Panel size in pixels.")
     ] = 256,
     nearest: Annotated[
         bool, typer.Option("--nearest", help="Nearest-neighbour instead of linear sampling.")
