@@ -281,9 +281,13 @@ def test_tilt_policies(tmp_path):
     (fixed,) = read_dicom(tmp_path / "s", ReadOptions(extra={"tilt": "correct"}))
     assert not geometry.is_sheared(fixed.affine)
     assert fixed.losses
-    # Slice 0 is not moved: its voxels and world coordinates stay.
-    np.testing.assert_allclose(fixed.stored()[:, :, 0], kept.stored()[:, :, 0])
-    assert_same_world(fixed.affine, kept.affine, (11, 7, 1))
+    # The grid grows so no slice is cut (4 slices x 0.8 mm / 1.3 mm = 2.5 -> 3 rows), and
+    # slice 0 is not moved: its voxels and world coordinates stay.
+    assert fixed.shape == (11, 10, 5)
+    np.testing.assert_allclose(fixed.stored()[:, 3:, 0], kept.stored()[:, :, 0])
+    shifted = fixed.affine.copy()
+    shifted[:3, 3] += 3 * fixed.affine[:3, 1]
+    assert_same_world(shifted, kept.affine, (11, 7, 1))
 
 
 def test_philips_t1_agrees_with_parrec(testdata):
@@ -348,11 +352,42 @@ def test_tilt_correction_resamples_in_world_space(tmp_path):
     ijk = np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=1)
     ras = geometry.voxel_to_world(img.affine, ijk)
     expected = fn(ras * [-1, -1, 1]).reshape(img.shape)
-    # Voxels whose source lies inside their slice: slice k moved 1.7 k mm = 1.31 k rows.
-    inside = (jj + 1.7 * kk / 1.3) <= img.shape[1] - 1
+    # The grid grew by ceil(4 * 1.7 / 1.3) = 6 rows; voxels whose source lies inside their
+    # slice (slice k moved 1.31 k rows) carry the function's value, the rest are zero.
+    assert img.shape == (24, 26, 5)
+    src = jj - 6 + 1.7 * kk / 1.3
+    inside = (src >= 0) & (src <= 19)
+    outside = (src < -0.5) | (src > 19.5)
     assert inside.mean() > 0.7
     np.testing.assert_allclose(values[inside], expected[inside], atol=1.0)
-    assert np.all(values[~inside & (jj + 1.7 * kk / 1.3 >= img.shape[1])] == 0)
+    assert np.all(values[outside] == 0)
+
+
+def test_gantry_tilt_grid_matches_dcm2niix(tmp_path):
+    if shutil.which("dcm2niix") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dcm2niix missing in CI")
+        pytest.skip("dcm2niix not installed")
+    gap, shear = 2.5, 0.9
+    _, _, names = write_series(
+        tmp_path / "s", rows=40, cols=48, nslices=12, rot=(0, 0, 0), gap=gap, shear=shear
+    )
+    for f in names:
+        ds = pydicom.dcmread(f)
+        ds.Modality = "CT"
+        ds.GantryDetectorTilt = float(np.degrees(np.arctan(shear / gap)))
+        ds.save_as(f)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(
+        ["dcm2niix", "-b", "n", "-o", str(out), "-f", "x", str(tmp_path / "s")],
+        check=True,
+        capture_output=True,
+    )
+    ref = nib.load(str(out / "x_Tilt_1.nii"))
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.shape == ref.shape
+    np.testing.assert_allclose(img.affine, ref.affine, atol=1e-3)
 
 
 def csa2(tags):

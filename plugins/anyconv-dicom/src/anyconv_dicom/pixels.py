@@ -144,6 +144,7 @@ class VolumeProxy:
         apply_scaling: bool,
         decoder: Callable[[Path], np.ndarray] = _decode,
         tilt_shifts: list[tuple[float, float]] | None = None,
+        tilt_pad: tuple[int, int, int, int] = (0, 0, 0, 0),
         k_resample: list[tuple[int, int, float]] | None = None,
     ) -> None:
         first = vol.first
@@ -157,7 +158,10 @@ class VolumeProxy:
         resampled = apply_scaling or tilt_shifts or k_resample
         self._dtype = np.dtype(np.float32) if resampled else base
         nz = len(k_resample) if k_resample else vol.nz
-        shape: tuple[int, ...] = (first.cols, first.rows, nz)
+        self._pad = tilt_pad if tilt_shifts else (0, 0, 0, 0)
+        ni = first.cols + self._pad[0] + self._pad[1]
+        nj = first.rows + self._pad[2] + self._pad[3]
+        shape: tuple[int, ...] = (ni, nj, nz)
         if vol.nt > 1:
             shape += (vol.nt,)
         if self._spp > 1:
@@ -243,7 +247,8 @@ class VolumeProxy:
                 if self._apply:
                     img = img.astype(np.float32) * np.float32(sl.slope) + np.float32(sl.inter)
                 if self._shifts is not None:
-                    img = _shift(img.astype(np.float32), self._shifts[k], sl)
+                    view[:, :, k, t] = _shift(img, self._shifts[k], self._pad, shape[:2])
+                    continue
                 # i = column, j = flipped row: a row-reversed C image is this F slice.
                 if self._spp == 1:
                     view[:, :, k, t].T[...] = img[::-1]
@@ -339,31 +344,40 @@ def _pick(frames: np.ndarray, sl: Slice, path: Path) -> np.ndarray:
     return img
 
 
-def _shift(img: np.ndarray, shift: tuple[float, float], sl: Slice) -> np.ndarray:
-    """Resample a slice (rows, cols) by a (i, j) voxel shift, linear, zero outside."""
-    si, sj = shift
-    # i is the column index; j is the flipped row index, so a +j shift is a -row shift.
-    out = _shift_axis(img, si, axis=1)
-    return _shift_axis(out, -sj, axis=0)
+def _shift(
+    img: np.ndarray,
+    shift: tuple[float, float],
+    pad: tuple[int, int, int, int],
+    size: tuple[int, ...],
+) -> np.ndarray:
+    """A slice (rows, cols) resampled into the padded (i, j) grid, moved by (si, sj) voxels.
+
+    Linear interpolation, zero where no source pixel is.
+    """
+    ij = np.swapaxes(img[::-1], 0, 1).astype(np.float32)  # i = column, j = flipped row
+    out = _resample_axis(ij, int(size[0]), pad[0] + shift[0], axis=0)
+    return _resample_axis(out, int(size[1]), pad[2] + shift[1], axis=1)
 
 
-def _shift_axis(img: np.ndarray, s: float, axis: int) -> np.ndarray:
-    if abs(s) < 1e-6:
-        return img
-    n = img.shape[axis]
-    src = np.arange(n, dtype=np.float64) - s
+def _resample_axis(img: np.ndarray, n_out: int, offset: float, axis: int) -> np.ndarray:
+    """Sample ``img`` at ``index - offset`` for each output index along ``axis``.
+
+    Linear between pixels; a sample within half a pixel of the data takes the edge pixel
+    (the edge pixel covers that half); farther out it is zero.
+    """
+    m = img.shape[axis]
+    src = np.arange(n_out, dtype=np.float64) - offset
+    valid = (src >= -0.5) & (src <= m - 0.5)
+    src = np.clip(src, 0, m - 1)
     lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, m - 1)
     w = (src - lo).astype(np.float32)
-    valid_lo = (lo >= 0) & (lo < n)
-    valid_hi = (lo + 1 >= 0) & (lo + 1 < n)
-    a = np.take(img, np.clip(lo, 0, n - 1), axis=axis)
-    b = np.take(img, np.clip(lo + 1, 0, n - 1), axis=axis)
-    shape = [1, 1]
-    shape[axis] = n
+    shape = [1] * img.ndim
+    shape[axis] = n_out
+    a = np.take(img, lo, axis=axis)
+    b = np.take(img, hi, axis=axis)
     w = w.reshape(shape)
-    a = np.where(valid_lo.reshape(shape), a, 0)
-    b = np.where(valid_hi.reshape(shape), b, 0)
-    return (a * (1 - w) + b * w).astype(np.float32)
+    return np.where(valid.reshape(shape), a * (1 - w) + b * w, 0).astype(np.float32)
 
 
 def check_sizes(vol: Volume) -> None:

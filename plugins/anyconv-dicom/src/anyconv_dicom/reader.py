@@ -107,6 +107,7 @@ def to_image(
     losses: list[str] = []
     affine = vol.affine
     shifts = None
+    pad = (0, 0, 0, 0)
     tol_mm = max(TILT_TOL_MM, TILT_TOL_VOXELS * min(vol.first.spacing))
     if vol.tilt_mm > tol_mm and vol.nz > 1:
         what = f"slices offset {vol.tilt_deg:.3f} deg from their normal (gantry tilt or shear)"
@@ -116,7 +117,7 @@ def to_image(
             )
         if tilt == "correct":
             fix = correct_tilt(vol)
-            shifts, affine = fix["shifts"], fix["affine"]
+            shifts, affine, pad = fix["shifts"], fix["affine"], fix["pad"]
             notes.append(f"{what}: resampled onto a grid orthogonal to the slices")
             losses.append("gantry tilt corrected by linear resampling")
         else:
@@ -134,7 +135,13 @@ def to_image(
             losses.append("uneven slice spacing corrected by linear resampling along slices")
         else:
             notes.append(f"{what}: kept, slices placed at the mean spacing")
-    proxy = VolumeProxy(vol, apply_scaling=not uniform, tilt_shifts=shifts, k_resample=resample)
+    proxy = VolumeProxy(
+        vol,
+        apply_scaling=not uniform,
+        tilt_shifts=shifts,
+        tilt_pad=pad,
+        k_resample=resample,
+    )
     slope, inter = (1.0, 0.0)
     if uniform:
         slope, inter = next(iter(slopes))

@@ -9,6 +9,7 @@ temporal index, instance number and time.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,4 +204,14 @@ def correct_tilt(vol: Volume) -> dict[str, Any]:
     dist = float((vol.grid[0][-1].ipp - ipp0) @ normal)
     kvec = normal * (dist / (nz - 1)) if nz > 1 else normal
     affine = _affine(first, ipp0, kvec, nz)
-    return {"shifts": shifts, "affine": affine}
+    # Grow the grid so no slice is cut (as dcm2niix does): whole voxels on each side.
+    si = [s[0] for s in shifts]
+    sj = [s[1] for s in shifts]
+    pad = (
+        math.ceil(max(0.0, -min(si)) - 1e-6),
+        math.ceil(max(0.0, max(si)) - 1e-6),
+        math.ceil(max(0.0, -min(sj)) - 1e-6),
+        math.ceil(max(0.0, max(sj)) - 1e-6),
+    )
+    affine[:3, 3] -= pad[0] * affine[:3, 0] + pad[2] * affine[:3, 1]
+    return {"shifts": shifts, "affine": affine, "pad": pad}
