@@ -272,6 +272,22 @@ def test_duplicates_and_transcoded_copies_kept_once(tmp_path, caplog):
     assert any("2 duplicate" in r.getMessage() for r in caplog.records)
 
 
+def test_missing_slice_does_not_mix_volumes(tmp_path):
+    pixels, _, names = write_series(tmp_path / "s", nvols=3)
+    for f in names:
+        ds = pydicom.dcmread(f)
+        ds.AcquisitionNumber = (int(ds.InstanceNumber) - 1) // 5 + 1
+        if ds.InstanceNumber == 8:  # volume 2, slice 3
+            f.unlink()
+            continue
+        ds.save_as(f)
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.shape == (11, 7, 5, 2)
+    expected = np.transpose(pixels[[0, 2]][:, :, ::-1, :], (3, 2, 1, 0))
+    np.testing.assert_array_equal(img.stored(), expected)
+    assert any("kept 2 complete" in n for n in img.notes)
+
+
 def test_tilt_policies(tmp_path):
     write_series(tmp_path / "s", rot=(0, 0, 0), shear=0.8)
     with pytest.raises(LossyConversionError):

@@ -488,6 +488,10 @@ def _classic_slice(path: Path, ds: Dataset) -> Slice:
         str(coil) if coil and "HEA;HEP" not in str(coil) and not _combined_coil(coil) else None,
         str(ge_part) if ge_part is not None else None,
     )
+    temporal = fnum(ds, "TemporalPositionIdentifier")
+    acq_number = fnum(ds, "AcquisitionNumber")
+    if temporal is not None or acq_number is not None:
+        sl.extra["vol_key"] = (temporal or 0.0, acq_number or 0.0)
     sl.extra["uid"] = str(ds.get("SOPInstanceUID", "")) or str(path)
     sl.extra["numbered"] = ds.get("InstanceNumber") not in (None, "")
     sl.order = (
@@ -798,6 +802,8 @@ def _enhanced_slices(path: Path, ds: Dataset, nframes: int) -> list[Slice]:
             sl.extra["flip"] = fnum(timing, "FlipAngle")
         sl.extra["frame_type"] = frame_type
         sl.extra["uid"] = uid
+        if temporal:
+            sl.extra["vol_key"] = (temporal, file_instance)
         sl.extra["numbered"] = False  # frames are told apart by their index
         sl.key = (
             *_common_key(ds),

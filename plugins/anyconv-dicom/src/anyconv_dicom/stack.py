@@ -108,15 +108,19 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
     counts = Counter(len(p) for p in positions)
     notes: list[str] = [msg] if dropped else []
     nt = min(counts)
+    grid = None
     if len(counts) > 1:
+        grid = _grid_by_volume_key(positions)
+        kept = len(grid) if grid is not None else nt
         msg = (
             f"series {first.ds.get('SeriesNumber', '?')}: slices per position differ "
             f"({dict(sorted(counts.items()))}): missing or duplicate slices; "
-            f"kept {nt} complete volume(s)"
+            f"kept {kept} complete volume(s)"
         )
         log.warning(msg)
         notes.append(msg)
-    grid = [[p[t] for p in positions] for t in range(nt)]
+    if grid is None:
+        grid = [[p[t] for p in positions] for t in range(nt)]
     vol = Volume(grid, np.eye(4), notes=notes, positions=np.asarray(pos_values))
     nz = len(positions)
     ipp0 = positions[0][0].ipp
@@ -142,6 +146,29 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
         kvec = None
     vol.affine = _affine(first, ipp0, kvec, nz)
     return [vol]
+
+
+def _grid_by_volume_key(positions: list[list[Slice]]) -> list[list[Slice]] | None:
+    """Volumes by their own number (temporal position, acquisition number).
+
+    Used when a slice is missing, so a gap never shifts later slices into the wrong volume;
+    incomplete volumes are dropped. ``None`` when the headers carry no usable number.
+    """
+    keys = {sl.extra.get("vol_key") for p in positions for sl in p}
+    keys.discard(None)
+    longest = max(len(p) for p in positions)
+    if len(keys) < longest:
+        return None
+    by_key: dict = {}
+    for p in positions:
+        for sl in p:
+            by_key.setdefault(sl.extra.get("vol_key"), {})[id(p)] = sl
+    grid = []
+    for key in sorted(keys):
+        row = [by_key[key].get(id(p)) for p in positions]
+        if all(sl is not None for sl in row):
+            grid.append(row)
+    return grid or None
 
 
 def _drop_duplicates(slices: list[Slice]) -> tuple[list[Slice], int]:
