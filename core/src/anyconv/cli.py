@@ -137,6 +137,28 @@ def _transform_option(ctx: typer.Context, values: list[str] | None) -> list[str]
     return values
 
 
+def _anonymize_entry(ctx: typer.Context) -> dict[str, str]:
+    """The queued anonymize transform's options, queued now if it is not yet."""
+    for name, opts in ctx.meta.get(_TRANSFORMS_KEY, []):
+        if name == "anonymize":
+            return opts
+    opts: dict[str, str] = {}
+    _queue(ctx, [("anonymize", opts)])
+    return opts
+
+
+def _anonymize_option(ctx: typer.Context, value: bool) -> bool:
+    if value:
+        _anonymize_entry(ctx)
+    return value
+
+
+def _anon_recipe_option(ctx: typer.Context, value: Path | None) -> Path | None:
+    if value is not None:
+        _anonymize_entry(ctx)["recipe"] = str(value)
+    return value
+
+
 def _reorient_option(ctx: typer.Context, value: str | None) -> str | None:
     if value is not None:
         _queue(ctx, [("reorient", {"axcodes": value})])
@@ -195,6 +217,20 @@ def convert(
             "-t",
             callback=_transform_option,
             help="Apply a transform: NAME or NAME:KEY=VALUE,... (in command-line order).",
+        ),
+    ] = None,
+    anonymize: Annotated[
+        bool,
+        typer.Option(
+            "--anonymize",
+            callback=_anonymize_option,
+            help="De-identify (PS3.15 Basic Profile; shorthand for -t anonymize).",
+        ),
+    ] = False,
+    anon_recipe: Annotated[
+        Path | None,
+        typer.Option(
+            "--anon-recipe", callback=_anon_recipe_option, help="TOML recipe (implies --anonymize)."
         ),
     ] = None,
     reorient: Annotated[
@@ -302,6 +338,20 @@ def batch(
     transform: Annotated[
         list[str] | None,
         typer.Option("--transform", "-t", callback=_transform_option, help="NAME[:K=V,...]"),
+    ] = None,
+    anonymize: Annotated[
+        bool,
+        typer.Option(
+            "--anonymize",
+            callback=_anonymize_option,
+            help="De-identify (PS3.15 Basic Profile; shorthand for -t anonymize).",
+        ),
+    ] = False,
+    anon_recipe: Annotated[
+        Path | None,
+        typer.Option(
+            "--anon-recipe", callback=_anon_recipe_option, help="TOML recipe (implies --anonymize)."
+        ),
     ] = None,
     reorient: Annotated[
         str | None, typer.Option("--reorient", callback=_reorient_option, help="AXCODES.")

@@ -139,6 +139,10 @@ def convert(
         for line in registry.choose_reader(req.src, req.from_fmt).explain():
             explain("reader " + line)
     images = registry.read(req.src, fmt=req.from_fmt, options=req.read_options)
+    # Transforms come before naming: an anonymized image must not be named from what the
+    # anonymizer removed. Transforms keep voxel data lazy, so this reads no pixels.
+    for name, opts in req.transforms:
+        images = [registry.apply_transform(image, name, opts) for image in images]
     outputs = plan_outputs(registry, images, req)
     if explain is not None:
         for line in registry.choose_writer(outputs[0], req.to_fmt).explain():
@@ -154,8 +158,6 @@ def convert(
     results = []
     for image, out in zip(images, outputs, strict=True):
         image = load_data(image)
-        for name, opts in req.transforms:
-            image = registry.apply_transform(image, name, opts)
         files = registry.write(
             image, out, fmt=req.to_fmt, force=req.force, options=req.write_options
         )

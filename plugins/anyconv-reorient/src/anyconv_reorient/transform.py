@@ -54,11 +54,8 @@ def reorient(image: Image, options: dict[str, str]) -> Image:
         return image
     shape = image.shape
     perm = [old for old, _ in plan] + list(range(3, image.ndim))
-    arr = np.asarray(image.data)
-    arr = np.transpose(arr, perm)
-    for new, (_, flip) in enumerate(plan):
-        if flip:
-            arr = np.flip(arr, axis=new)
+    flips = tuple(new for new, (_, flip) in enumerate(plan) if flip)
+    arr = ReorientedArray(image.data, tuple(perm), flips)
     # new index n maps to old index o: o[old] = n[new] or (size - 1 - n[new])
     to_old = np.zeros((4, 4))
     to_old[3, 3] = 1.0
@@ -69,6 +66,24 @@ def reorient(image: Image, options: dict[str, str]) -> Image:
     _update_meta(out, plan, shape)
     out.notes.append(f"reoriented {''.join(geometry.axcodes(image.affine))} -> {''.join(target)}")
     return out
+
+
+class ReorientedArray:
+    """Voxel data permuted and flipped when read, so a reorient reads no pixels itself."""
+
+    def __init__(self, data: Any, perm: tuple[int, ...], flips: tuple[int, ...]) -> None:
+        self._data = data
+        self._perm = perm
+        self._flips = flips
+        self.shape = tuple(int(data.shape[p]) for p in perm)
+        self.dtype = np.dtype(data.dtype)
+        self.ndim = len(self.shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = np.transpose(np.asarray(self._data), self._perm)
+        if self._flips:
+            arr = np.flip(arr, axis=self._flips)
+        return arr if dtype is None else arr.astype(dtype)
 
 
 def _update_meta(image: Image, plan: list[tuple[int, bool]], old_shape: tuple[int, ...]) -> None:
