@@ -2,8 +2,8 @@
 
 import gzip
 import json
-import shutil
 
+import anyconv_anonymize.plugin as plugin
 import h5py
 import nibabel as nib
 import numpy as np
@@ -12,8 +12,6 @@ import pytest
 from anyconv.errors import LossyConversionError, UsageError
 from anyconv.registry import Registry
 from anyconv.testing import synthetic_image
-
-import anyconv_anonymize.plugin as plugin
 from anyconv_anonymize.transform import anonymize, date_shift, new_uid, shift_date
 
 KEY = {"key": "test-secret"}
@@ -91,8 +89,7 @@ def all_bytes(path):
                     )
 
             f.visititems(visit)
-            for k, v in f.attrs.items():
-                chunks.append(str(v).encode())
+            chunks.extend(str(v).encode() for v in f.attrs.values())
     return b"\n".join(chunks)
 
 
