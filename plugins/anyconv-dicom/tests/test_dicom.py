@@ -209,6 +209,23 @@ def test_3d_acquisition_rotated_like_dcm2niix_unless_asked(tmp_path):
     assert_same_world(aff, kept.affine, kept.shape)
 
 
+def test_float_pixel_data(tmp_path):
+    _, _, names = write_series(tmp_path / "s", nslices=2)
+    values = {}
+    for f in names:
+        ds = pydicom.dcmread(f)
+        arr = (np.linspace(-1.5, 2.5, 7 * 11).reshape(7, 11) * int(ds.InstanceNumber)).astype("f4")
+        del ds.PixelData
+        del ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+        ds.BitsAllocated = 32
+        ds.FloatPixelData = arr.tobytes()
+        ds.save_as(f)
+        values[int(ds.InstanceNumber)] = arr
+    (img,) = read_dicom(tmp_path / "s", ReadOptions())
+    assert img.dtype == np.float32
+    np.testing.assert_array_equal(img.stored()[:, :, 1], values[2][::-1].T)
+
+
 def test_varying_rescale_gives_float32(tmp_path):
     pixels, _, _ = write_series(tmp_path / "s", slopes=[1.0, 2.0, 0.5, 1.5, 3.0])
     (img,) = read_dicom(tmp_path / "s", ReadOptions())

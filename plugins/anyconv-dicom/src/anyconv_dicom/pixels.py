@@ -47,6 +47,9 @@ _CODEC_HINT = {
 
 def stored_dtype(ds: Dataset) -> np.dtype:
     """Dtype of the stored values, as pydicom decodes them (12-bit unsigned fits int16)."""
+    marked = getattr(ds, "_anyconv_float", None)  # set by the scan, which stops before it
+    if marked is not None:
+        return marked
     if "FloatPixelData" in ds:
         return np.dtype(np.float32)
     if "DoubleFloatPixelData" in ds:
@@ -286,6 +289,7 @@ def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndar
         or int(ds.get("SamplesPerPixel", 1) or 1) != 1
         or (signed and stored != bits)
         or "FloatPixelData" in ds
+        or getattr(ds, "_anyconv_float", None) is not None
     ):
         return None
     try:

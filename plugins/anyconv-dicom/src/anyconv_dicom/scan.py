@@ -110,15 +110,23 @@ def read_header(path: Path) -> Dataset | None:
         log.warning("skipping %s: not a DICOM file", path)
         return None
     try:
-        ds = pydicom.dcmread(
-            path, stop_before_pixels=True, defer_size=DEFER_SIZE, force=head[128:132] != b"DICM"
-        )
+        with path.open("rb") as fh:
+            ds = pydicom.dcmread(
+                fh, stop_before_pixels=True, defer_size=DEFER_SIZE, force=head[128:132] != b"DICM"
+            )
+            # pydicom stops right before the pixel element: which one is it?
+            tag = fh.read(4)
+        ds.filename = str(path)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct_error()) as exc:
         log.warning("skipping %s: corrupt DICOM header: %s", path, _one_line(exc))
         return None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
         log.warning("skipping %s: corrupt DICOM header: %s", path, _one_line(exc))
         return None
+    if tag in (b"\xe0\x7f\x08\x00", b"\x7f\xe0\x00\x08"):
+        object.__setattr__(ds, "_anyconv_float", np.dtype(np.float32))
+    elif tag in (b"\xe0\x7f\x09\x00", b"\x7f\xe0\x00\x09"):
+        object.__setattr__(ds, "_anyconv_float", np.dtype(np.float64))
     bad = _implausible_lengths(ds, path)
     if bad:
         log.warning("skipping %s: corrupt DICOM header: %s", path, bad)
@@ -403,6 +411,8 @@ def light_header(ds: Dataset) -> Dataset:
     if meta is not None:
         light.file_meta = meta
     light.filename = getattr(ds, "filename", None)
+    if getattr(ds, "_anyconv_float", None) is not None:
+        object.__setattr__(light, "_anyconv_float", ds._anyconv_float)
     return light
 
 
