@@ -104,6 +104,8 @@ def to_image(
     slopes = {(sl.slope, sl.inter) for row in vol.grid for sl in row}
     uniform = len(slopes) == 1
     notes = list(vol.notes)
+    if vol.first.extra.get("note"):
+        notes.append(str(vol.first.extra["note"]))
     losses: list[str] = []
     affine = vol.affine
     shifts = None
