@@ -269,3 +269,20 @@ def test_library_warnings_do_not_reach_stderr(testdata, tmp_path, run_cli):
     code, _, stderr = run_cli(bad, tmp_path / "o.nii")
     assert code in (3, 4)
     one_error_line(stderr)
+
+
+def test_info_lists_series_first_and_survives_a_closed_pipe(testdata):
+    import subprocess
+
+    from anyconv.testing.fixtures import anyconv_executable
+
+    src = testdata / "dicom/philips_achieva_enhanced_fieldmap"
+    proc = subprocess.run(
+        f"'{anyconv_executable()}' info '{src}' | head -2",
+        shell=True, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["#", "series", "modality"]
+    assert "801" in lines[1]
+    assert "Traceback" not in proc.stderr
+    assert "internal error" not in proc.stderr

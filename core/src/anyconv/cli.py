@@ -109,6 +109,11 @@ def _reported(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         _error("interrupted")
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # `anyconv info DIR | head`: the reader went away; stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(141) from None
     except Exception as exc:  # noqa: BLE001 - anything else is a bug: say so, exit 1
         if debug:
             traceback.print_exc()
@@ -463,7 +468,22 @@ def _image_summary(image: Any) -> dict[str, Any]:
         "scaling": {"slope": image.slope, "inter": image.inter},
         "meta": image.meta.as_dict(),
         "notes": list(image.notes),
+        "files": (image.extras.get(image.format or "") or {}).get("files"),
     }
+
+
+def _series_table(summaries: list[dict[str, Any]]) -> list[str]:
+    """One line per image: what a folder holds, before anything is converted."""
+    lines = [f"{'#':>3}  {'series':>6}  {'modality':<8} {'shape':<20} {'files':>5}  description"]
+    for i, s in enumerate(summaries, 1):
+        meta = s["meta"]
+        shape = "x".join(str(n) for n in s["shape"])
+        files = "" if s["files"] is None else str(s["files"])
+        lines.append(
+            f"{i:>3}  {meta.get('series_number', ''):>6}  {meta.get('modality', ''):<8} "
+            f"{shape:<20} {files:>5}  {meta.get('series_description', '')}"
+        )
+    return lines
 
 
 @app.command()
@@ -488,6 +508,10 @@ def info(
             payload: Any = summaries[0] if len(summaries) == 1 else summaries
             typer.echo(json.dumps(payload, indent=2, default=str))
             return
+        if len(summaries) > 1:
+            for line in _series_table(summaries):
+                typer.echo(line)
+            typer.echo("")
         for s in summaries:
             typer.echo(f"{s['path']}  [{s['format']}]")
             typer.echo(f"  shape    {tuple(s['shape'])}  {s['dtype']}")
