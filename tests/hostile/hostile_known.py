@@ -234,6 +234,11 @@ _FUZZ_NIFTI2 = (
     "(core/src/anyconv/model.py:309 UnscaledProxy.__array__): MemoryError, see NIFTI_SIZE"
 )
 
+_FUZZ_MINC1 = (
+    "fuzz: a MINC1 header with a huge attribute/variable count or length makes nibabel's "
+    "netcdf_file allocate it: plugins/anyconv-minc/src/anyconv_minc/reader.py:201 read_minc1 "
+    "stops only on MemoryError (check NetCDF counts and lengths against the file size first)"
+)
 _CLI_NIBABEL_LOG = (
     "stderr is not one line: nibabel's own logger prints 'sizeof_hdr should be 540; set "
     "sizeof_hdr to 540', 'qform_code ... not valid' before the error; "
@@ -257,6 +262,7 @@ PATTERNS: dict[str, tuple[str, str]] = {
     "paths:plan:long": ("", _SANITIZE_LONG),
     "paths:convert:long": ("dicom", _CONVERT_LONG),
     "regression:nifti2/*": ("nifti2", _FUZZ_NIFTI2),
+    "regression:minc1/*": ("minc1", _FUZZ_MINC1),
     "cli:nifti2:nibabel/example_nifti2.nii.gz:dim0=9": ("nifti2", _CLI_NIBABEL_LOG),
     "cli:dicom:pydicom/rtdose.dcm:SamplesPerPixel=5": ("dicom", _CLI_DICOM_WARNING),
 }
@@ -266,6 +272,7 @@ PATTERNS: dict[str, tuple[str, str]] = {
 FUZZ_KNOWN: dict[str, list[str]] = {
     "nifti1": ["failed allocation: core/src/anyconv/model.py"],
     "nifti2": ["failed allocation: core/src/anyconv/model.py"],
+    "minc1": ["failed allocation: plugins/anyconv-minc/src/anyconv_minc/reader.py"],
 }
 
 
