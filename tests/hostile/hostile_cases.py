@@ -1070,6 +1070,24 @@ def fs_cases(readers: list[Any], all_units: list[Unit]) -> list[Case]:
         return Input(src)
 
     out.append(Case("fs:any:loops-only", "any", "loop", "reject", only_loops))
+
+    # a folder whose second image has a valid header and cut voxel data: refused, and the
+    # first image must not be left behind in the output folder either
+    nii = [u for u in all_units if u.fmt == "nifti1" and u.main.name.endswith(".nii.gz")]
+    plain = [u for u in all_units if u.fmt == "nifti1" and u.main.name.endswith(".nii")]
+    if nii and plain:
+
+        def valid_then_cut(folder: Path, good: Unit = plain[0], bad: Unit = nii[0]) -> Input:
+            src = folder / "series"
+            src.mkdir()
+            shutil.copyfile(good.main, src / "a.nii")
+            raw = gz(logical(bad.main.read_bytes())[0])
+            (src / "b.nii.gz").write_bytes(raw[: len(raw) // 2])
+            return Input(src)
+
+        out.append(
+            Case("fs:nifti1:folder-valid-then-cut", "nifti1", "fs", "reject", valid_then_cut)
+        )
     picked: dict[str, Unit] = {}
     for u in all_units:
         size = sum(f.stat().st_size for f in u.files)
