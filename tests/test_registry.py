@@ -235,3 +235,21 @@ def test_lossy_dtype_choice_keeps_most_values():
     assert nearest_target(np.dtype("int64"), mgh) == np.dtype("int32")
     assert nearest_target(np.dtype("complex64"), mgh) == np.dtype("float32")
     assert nearest_target(np.dtype("int8"), ("uint8", "float32")) == np.dtype("float32")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("CON", "CON_"), ("aux ", "aux_"), ("CON.nii", "CON_.nii"), ("LPT9", "LPT9_"),
+     ("../../etc/x", "etc_x"), ("..", ""), ("T1 MPRAGE/sag", "T1_MPRAGE_sag"),
+     ("\x00\x1bx", "x"), ("COM10", "COM10")],
+)  # fmt: skip
+def test_sanitize_makes_safe_names(text, expected):
+    from anyconv.registry import sanitize
+
+    assert sanitize(text) == expected
+
+
+def test_sanitize_bounds_length():
+    from anyconv.registry import MAX_STEM, sanitize
+
+    assert len(sanitize("a" * 5000)) == MAX_STEM

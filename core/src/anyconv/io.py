@@ -87,7 +87,11 @@ def check_writable(paths: list[Path], *, force: bool) -> None:
     if force:
         return
     for path in paths:
-        if path.exists() or path.is_symlink():
+        try:
+            exists = path.exists() or path.is_symlink()
+        except OSError as exc:  # a name too long, a path through a file ...
+            raise WriteError(f"{path}: cannot write here: {exc.strerror or exc}") from exc
+        if exists:
             raise OutputExistsError(f"{path}: output exists", hint="use --force to overwrite it")
 
 

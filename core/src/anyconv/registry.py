@@ -496,11 +496,25 @@ def _describe(exc: BaseException) -> str:
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+#: Device names Windows (and SMB shares) refuse as file names, with any extension.
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
+)
+#: Longest file stem we make from metadata; file systems stop at 255 bytes with the suffix.
+MAX_STEM = 120
 
 
 def sanitize(name: str) -> str:
-    """A file-name-safe version of free text (no separators, no spaces)."""
-    return _SAFE.sub("_", name).strip("._-")
+    """A file-name-safe version of free text.
+
+    No separators, spaces or control characters, never ``.``/``..``, no Windows device name
+    (``CON`` becomes ``CON_``), at most ``MAX_STEM`` characters.
+    """
+    out = _SAFE.sub("_", name).strip("._-")[:MAX_STEM].rstrip("._-")
+    head, dot, rest = out.partition(".")
+    if head.upper() in _RESERVED:
+        out = f"{head}_{dot}{rest}"
+    return out
 
 
 def default_output_name(image: Image, template: str, index: int) -> str:
