@@ -225,20 +225,6 @@ CASES: dict[str, list[str]] = {
     ],
 }
 
-_SANITIZE_RESERVED = (
-    "core/src/anyconv/registry.py:sanitize keeps Windows reserved device names (CON, con, NUL, "
-    "COM1, lpt9, 'CON.nii', 'AUX ' -> 'AUX'): such an output cannot be created on Windows or an "
-    "SMB share; it should add a suffix (e.g. 'CON_')"
-)
-_SANITIZE_LONG = (
-    "core/src/anyconv/registry.py:sanitize / default_output_name never shorten a name: a "
-    "5000-character series description gives a 5000-byte file name"
-)
-_CONVERT_LONG = (
-    "a 5000-character series description: the name is not shortened (registry.py:sanitize) and "
-    "OSError ENAMETOOLONG escapes from core/src/anyconv/io.py:90 check_writable (Path.exists) "
-    "untranslated, so the CLI reports 'internal error', exit 1"
-)
 _FUZZ_NIFTI2 = (
     "fuzz: the NIfTI-2 reader lets huge declared dims of a .nii.gz reach np.asarray "
     "(core/src/anyconv/model.py:309 UnscaledProxy.__array__): MemoryError, see NIFTI_SIZE"
@@ -263,14 +249,6 @@ _CLI_DICOM_WARNING = (
 
 #: fnmatch pattern -> (format it needs installed, reason), for test_paths.py and test_fuzz.py
 PATTERNS: dict[str, tuple[str, str]] = {
-    **{
-        f"paths:{kind}:{key}": ("", _SANITIZE_RESERVED)
-        for kind in ("sanitize", "plan")
-        for key in ("aux-space", "com1", "con", "con-ext", "con-lower", "lpt9", "nul")
-    },
-    "paths:sanitize:long": ("", _SANITIZE_LONG),
-    "paths:plan:long": ("", _SANITIZE_LONG),
-    "paths:convert:long": ("dicom", _CONVERT_LONG),
     "regression:nifti2/*": ("nifti2", _FUZZ_NIFTI2),
     "regression:minc1/*": ("minc1", _FUZZ_MINC1),
     "cli:nifti2:nibabel/example_nifti2.nii.gz:dim0=9": ("nifti2", _CLI_NIBABEL_LOG),
