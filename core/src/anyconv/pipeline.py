@@ -6,6 +6,7 @@ image, named by a template) so the CLI stays thin.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -155,14 +156,26 @@ def convert(
             from .preview import preview_path
 
             check_writable([preview_path(o) for o in outputs], force=False)
-    results = []
-    for image, out in zip(images, outputs, strict=True):
-        image = load_data(image)
-        files = registry.write(
-            image, out, fmt=req.to_fmt, force=req.force, options=req.write_options
-        )
-        written = Written(files, list(image.losses), list(image.notes), geometry_summary(image))
-        if req.preview or req.thumbnail:
-            _add_previews(image, written, req)
-        results.append(written)
+    results: list[Written] = []
+    try:
+        for image, out in zip(images, outputs, strict=True):
+            image = load_data(image)
+            files = registry.write(
+                image, out, fmt=req.to_fmt, force=req.force, options=req.write_options
+            )
+            written = Written(files, list(image.losses), list(image.notes), geometry_summary(image))
+            results.append(written)
+            if req.preview or req.thumbnail:
+                _add_previews(image, written, req)
+    except BaseException:
+        # One conversion is one output: if its third image is corrupt, the first two go too.
+        _remove_written(results)
+        raise
     return results
+
+
+def _remove_written(results: list[Written]) -> None:
+    for written in results:
+        for path in [*written.files, *([written.preview] if written.preview else [])]:
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
