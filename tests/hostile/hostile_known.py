@@ -85,13 +85,6 @@ REASONS: dict[str, tuple[str, str]] = {
         "of the whole .PAR: --from parrec on /dev/zero reads until MemoryError (>2.5 GiB), on "
         "/dev/urandom past 10 s; cap the header size first",
     ),
-    "CORE_PARTIAL": (
-        "nifti1",
-        "core/src/anyconv/pipeline.py:convert loads each image's voxels (load_data) just before "
-        "writing it, so when a later image of a folder is corrupt the conversion fails (exit 4) "
-        "after earlier outputs were renamed into OUT_DIR: files are left; load or check every "
-        "image first, or stage all outputs and rename them together",
-    ),
     "CORE_FIFO": (
         "nifti1",
         "core/src/anyconv/detect.py:read_head opens a FIFO named like an image and blocks "
@@ -172,9 +165,6 @@ CASES: dict[str, list[str]] = {
     "AFNI_DEV": [
         "fs:afni:/dev/urandom",
         "fs:afni:/dev/zero",
-    ],
-    "CORE_PARTIAL": [
-        "fs:nifti1:folder-valid-then-cut",
     ],
     "CORE_FIFO": [
         "fs:any:fifo.nii",
