@@ -91,10 +91,18 @@ def test_kill_and_resume_gives_the_clean_result(tmp_path):
         if attempt:
             args.append("--resume")
         proc = subprocess.Popen(args, start_new_session=True)
-        time.sleep(float(rng.uniform(0.8, 2.5)))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
+        # kill once the journal has grown by a random number of units: mid-run, whatever
+        # the machine's speed
+        journal = out / JOURNAL_NAME
+        start = len(journal.read_text().splitlines()) if journal.exists() else 0
+        target = start + int(rng.integers(1, max(2, (n + corrupt - start) // 2)))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if journal.exists() and len(journal.read_text().splitlines()) >= target:
+                os.killpg(proc.pid, signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
         proc.wait()
         # after every kill, every output under its final name is complete
         for rel, data in outputs_of(out).items():
