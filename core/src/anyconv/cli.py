@@ -86,6 +86,10 @@ def _setup_logging(quiet: bool, verbose: bool, debug: bool) -> None:
     if debug:
         root.addHandler(handler)
         root.setLevel(logging.DEBUG)
+    else:
+        # nibabel attaches its own stderr handler ('nibabel.global'); loggers that do not set
+        # a level inherit this one, so their warnings stay quiet too.
+        root.setLevel(logging.ERROR)
 
 
 def _error(message: str) -> None:

@@ -268,6 +268,7 @@ class Registry:
                 )
             best = max(named, key=lambda r: r.priority)
             return Choice(best, [], "asked for with --from")
+        _require_regular(path)
         try:
             head = read_head(path)
         except OSError as exc:
@@ -344,6 +345,7 @@ class Registry:
             raise ReadError(f"{path}: no such file or folder")
         if path.is_dir():
             return self._read_folder(path, fmt, options)
+        _require_regular(path)
         choice = self.choose_reader(path, fmt)
         return self._run_reader(choice.spec, path, options)
 
@@ -361,6 +363,7 @@ class Registry:
         for img in images:
             img.source = img.source or str(path)
             img.format = img.format or spec.format
+            _check_geometry(img, spec.format)
         return images
 
     def _read_folder(self, folder: Path, fmt: str | None, options: ReadOptions) -> list[Image]:
@@ -460,6 +463,39 @@ class Registry:
     def output_name(self, image: Image, template: str, index: int) -> str:
         """The file stem for one image of several (``anyconv_output_name`` hook)."""
         return self.hook.anyconv_output_name(image=image, template=template, index=index)
+
+
+def _require_regular(path: Path) -> None:
+    """Refuse FIFOs, devices and sockets before opening them.
+
+    A FIFO blocks the first read forever, and ``/dev/zero`` never ends.
+    """
+    if path.exists() and not path.is_file():
+        raise ReadError(f"{path}: not a regular file")
+
+
+def _check_geometry(img: Image, fmt: str) -> None:
+    """What every reader must give, checked once for all: a usable affine, no empty axis.
+
+    A NaN, infinite or singular voxel-to-world matrix has no world coordinates to keep; such
+    files are refused as invalid rather than written on with invented geometry.
+    """
+    import numpy as np
+
+    where = img.source or "input"
+    if any(s <= 0 for s in img.shape):
+        raise ReadError(f"{where}: invalid {fmt} image: an axis of size 0 (shape {img.shape})")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise ReadError(f"{where}: invalid {fmt} geometry: the affine is not finite")
+    with np.errstate(all="ignore"):
+        det = np.linalg.det(affine[:3, :3])
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if not np.isfinite(det) or abs(det) <= 1e-12 * max(float(np.prod(zooms)), 1e-300):
+        raise ReadError(
+            f"{where}: invalid {fmt} geometry: voxel axes are degenerate "
+            f"(voxel sizes {', '.join(f'{z:g}' for z in zooms)})"
+        )
 
 
 def _with_plugin(spec: Any, plugin: str) -> Any:

@@ -31,23 +31,30 @@ TILT_TOL_MM = 0.06
 TILT_TOL_VOXELS = 0.1
 
 
-def scan(paths: Iterable[Path]) -> list[Slice]:
-    """Slice records of every readable DICOM image file; others skipped with a warning."""
+def scan(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Slice]:
+    """Slice records of every readable DICOM image file.
+
+    Others are skipped with a warning, or listed in ``skipped`` when it is given.
+    """
     out: list[Slice] = []
     for path in iter_files(paths):
-        ds = read_header(path)
+        ds = read_header(path, skipped)
         if ds is None:
             continue
         try:
             out.extend(slices_of(path, ds))
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-            log.warning("skipping %s: unusable DICOM header: %s", path, exc)
+            message = f"{path}: unusable DICOM header: {exc}"
+            if skipped is None:
+                log.warning("skipping %s", message)
+            else:
+                skipped.append(message)
     return out
 
 
-def volumes(paths: Iterable[Path]) -> list[Volume]:
+def volumes(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Volume]:
     """Every output volume, in series-number order, before any pixel is decoded."""
-    slices = scan(paths)
+    slices = scan(paths, skipped)
     vols: list[Volume] = []
     for group in group_slices(slices):
         vols.extend(build_volumes(group))
@@ -76,7 +83,14 @@ def read_dicom(path: Path, options: ReadOptions) -> list[Image]:
     rotate3d = str(options.extra.get("rotate3d", "yes")).lower() not in ("no", "n", "0", "false")
     if tilt not in TILT_POLICIES:
         raise UsageError(f"tilt={tilt!r}: expected one of {', '.join(TILT_POLICIES)}")
-    vols = volumes([path])
+    # A batch hands a folder's own files; a single file's problem is the error, not a warning.
+    inputs = [Path(f) for f in options.files] or [path]
+    skipped: list[str] | None = [] if path.is_file() else None
+    vols = volumes(inputs, skipped)
+    if not vols and skipped:
+        raise ReadError(skipped[0])
+    for message in skipped or []:
+        log.warning("skipping %s", message)
     if not vols:
         raise ReadError(f"{path}: no DICOM image found")
     echoes: dict[str, set] = {}

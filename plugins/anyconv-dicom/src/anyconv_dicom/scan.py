@@ -98,16 +98,28 @@ def looks_like_dicom(head: bytes) -> bool:
     )
 
 
-def read_header(path: Path) -> Dataset | None:
-    """The dataset without pixel data, or ``None`` (with a warning) when it is not DICOM."""
+def _skip(skipped: list[str] | None, path: Path, why: str, *args: object) -> None:
+    message = f"{path}: " + (why % args if args else why)
+    if skipped is None:
+        log.warning("skipping %s", message)
+    else:
+        skipped.append(message)
+
+
+def read_header(path: Path, skipped: list[str] | None = None) -> Dataset | None:
+    """The dataset without pixel data, or ``None`` when it is not DICOM.
+
+    Why a file was skipped goes to ``skipped`` when given (a single-file input turns it into
+    the error), else to a warning line.
+    """
     try:
         with path.open("rb") as fh:
             head = fh.read(132)
     except OSError as exc:
-        log.warning("skipping %s: cannot read: %s", path, exc.strerror or exc)
+        _skip(skipped, path, "cannot read: %s", exc.strerror or exc)
         return None
     if not looks_like_dicom(head):
-        log.warning("skipping %s: not a DICOM file", path)
+        _skip(skipped, path, "not a DICOM file")
         return None
     try:
         with path.open("rb") as fh:
@@ -118,10 +130,10 @@ def read_header(path: Path) -> Dataset | None:
             tag = fh.read(4)
         ds.filename = str(path)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct_error()) as exc:
-        log.warning("skipping %s: corrupt DICOM header: %s", path, _one_line(exc))
+        _skip(skipped, path, "corrupt DICOM header: %s", _one_line(exc))
         return None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
-        log.warning("skipping %s: corrupt DICOM header: %s", path, _one_line(exc))
+        _skip(skipped, path, "corrupt DICOM header: %s", _one_line(exc))
         return None
     if tag in (b"\xe0\x7f\x08\x00", b"\x7f\xe0\x00\x08"):
         object.__setattr__(ds, "_anyconv_float", np.dtype(np.float32))

@@ -37,15 +37,33 @@ def read_nifti(path: Path, options: ReadOptions) -> Image:
     return image
 
 
+#: deflate cannot expand more than ~1032:1, so a .gz file of N bytes holds at most this x N.
+_MAX_DEFLATE_RATIO = 1032
+
+
 def _check_size(path: Path, img: Any) -> None:
-    """Refuse a header whose data could not fit the file, before anything is read."""
+    """Refuse a header whose dims or data could not be in the file, before anything is read.
+
+    Uncompressed: the data must fit the file. Gzipped: it must fit the most deflate can
+    expand, so a 1 KiB file claiming 32767^3 voxels is refused instead of allocated.
+    """
     header = img.header
-    n = int(np.prod(header.get_data_shape(), dtype=np.int64))
+    dim = [int(d) for d in header["dim"]]
+    if not 1 <= dim[0] <= 7 or any(d < 1 for d in dim[1 : dim[0] + 1]):
+        raise ReadError(f"{path}: invalid NIfTI/Analyze header: dim = {dim}")
+    n = 1
+    for size in header.get_data_shape():
+        n *= int(size)  # Python ints: no int64 wrap-around for absurd dims
     need = n * header.get_data_dtype().itemsize + int(header.get_data_offset())
     data_file = Path(img.file_map["image"].filename)
-    if data_file.name.lower().endswith(".gz"):
-        return  # checked when read; gzip hides the size
     have = data_file.stat().st_size
+    if data_file.name.lower().endswith(".gz"):
+        if need > have * _MAX_DEFLATE_RATIO + 1024:
+            raise ReadError(
+                f"{path}: corrupt: header promises {need} bytes, more than a {have}-byte gzip "
+                "file can hold"
+            )
+        return
     if have < need:
         raise ReadError(f"{path}: truncated: header promises {need} bytes of data, file has {have}")
 

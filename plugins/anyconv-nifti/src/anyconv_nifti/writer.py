@@ -109,12 +109,15 @@ def _set_geometry(header: Any, image: Image) -> None:
     if same:
         qform, sform = ext.get("qform"), ext.get("sform")
         qcode, scode = ext.get("qform_code", 0), ext.get("sform_code", 0)
-        if qcode > 0 and qform is not None:
+        if qcode > 0 and qform is not None and np.all(np.isfinite(qform)):
             header.set_qform(np.asarray(qform), code=int(qcode))
+        elif qcode > 0:
+            # the source's qform was broken (NaN pixdim): the affine it gave is what holds
+            header.set_qform(affine, code=int(qcode), strip_shears=True)
         else:
             header.set_qform(None, code=0)
             header.set_zooms(tuple(zooms) + tuple(header.get_zooms()[3:]))
-        if scode > 0 and sform is not None:
+        if scode > 0 and sform is not None and np.all(np.isfinite(sform)):
             header.set_sform(np.asarray(sform), code=int(scode))
         else:
             header.set_sform(None, code=0)
@@ -159,7 +162,12 @@ def _set_fields(header: Any, image: Image) -> None:
             header[key] = ext[key]
         header["aux_file"] = ext.get("aux_file", "")[:24].encode("latin-1", "replace")
         params = ext.get("intent_params") or []
-        header.set_intent(ext.get("intent", 0), tuple(params), name=ext.get("intent_name", ""))
+        name = str(ext.get("intent_name", "")).encode("ascii", "replace").decode()[:16]
+        try:
+            header.set_intent(ext.get("intent", 0), tuple(params), name=name)
+        except (KeyError, ValueError, UnicodeError):
+            # a source header with an intent code NIfTI does not define: keep none
+            image.notes.append(f"intent code {ext.get('intent')!r} is not NIfTI's; not stored")
         for code, content in ext.get("extensions") or []:
             header.extensions.append(nib.nifti1.Nifti1Extension(code, content))
     elif meta.intent not in (None, "rgb", "rgba"):
