@@ -286,3 +286,21 @@ def test_info_lists_series_first_and_survives_a_closed_pipe(testdata):
     assert "801" in lines[1]
     assert "Traceback" not in proc.stderr
     assert "internal error" not in proc.stderr
+
+
+def test_staging_left_by_a_dead_process_is_swept(small_nii, tmp_path, run_cli):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "o"
+    out.mkdir()
+    stale = out / f".anyconv-staging-{dead.pid}-abcd"
+    stale.mkdir()
+    (stale / "half.nii").write_bytes(b"partial")
+    alive = out / f".anyconv-staging-{1}-live"  # pid 1 always runs
+    alive.mkdir()
+    code, _, stderr = run_cli(small_nii, out / "x.nii")
+    assert code == 0, stderr
+    assert not stale.exists()
+    assert alive.exists()

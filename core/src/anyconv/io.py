@@ -8,6 +8,7 @@ the final name.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -40,7 +41,8 @@ def staged_output(target: Path, *, force: bool = False) -> Iterator[Path]:
     new_folders = _created_parents(folder.resolve())
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+        sweep_dead_staging(folder)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder))
     except OSError as exc:
         raise WriteError(f"{folder}: cannot write here: {exc.strerror or exc}") from exc
     try:
@@ -53,6 +55,42 @@ def staged_output(target: Path, *, force: bool = False) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+_SWEPT: set[Path] = set()
+
+
+def sweep_dead_staging(folder: Path) -> int:
+    """Remove staging folders left in ``folder`` by processes that no longer run.
+
+    Their names carry the writer's PID; a killed conversion leaves one behind, and the next
+    write into the same folder (once per process) clears it. Returns how many went.
+    """
+    key = folder.resolve()
+    if key in _SWEPT:
+        return 0
+    _SWEPT.add(key)
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid_text = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def commit_staged(staging: Path, folder: Path, *, force: bool) -> list[Path]:
