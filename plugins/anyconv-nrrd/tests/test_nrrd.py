@@ -49,9 +49,6 @@ class TestNhdrWriter(WriterConformance):
         assert spatial == [0, 1, 2]
         return data, affine
 
-    def test_existing_output_needs_force(self):
-        pytest.skip("a detached header writes two files; covered by test_nhdr_pair_is_atomic")
-
 
 # RAS-from-space for the spaces the NRRD spec defines (scanner-xyz and 3D-* are taken as LPS
 # by ITK, hence by Slicer's volume loader).
