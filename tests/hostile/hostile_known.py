@@ -16,22 +16,12 @@ REASONS: dict[str, tuple[str, str]] = {}
 CASES: dict[str, list[str]] = {}
 
 
-_FUZZ_MINC1 = (
-    "fuzz: a MINC1 header with a huge attribute/variable count or length makes nibabel's "
-    "netcdf_file allocate it: plugins/anyconv-minc/src/anyconv_minc/reader.py:201 read_minc1 "
-    "stops only on MemoryError (check NetCDF counts and lengths against the file size first)"
-)
-
 #: fnmatch pattern -> (format it needs installed, reason), for test_paths.py and test_fuzz.py
-PATTERNS: dict[str, tuple[str, str]] = {
-    "regression:minc1/*": ("minc1", _FUZZ_MINC1),
-}
+PATTERNS: dict[str, tuple[str, str]] = {}
 
 #: format -> substrings of fuzz findings that are known bugs (the short CI run tolerates
 #: them and prints them; their saved inputs under regressions/ are strict xfails)
-FUZZ_KNOWN: dict[str, list[str]] = {
-    "minc1": ["failed allocation: plugins/anyconv-minc/src/anyconv_minc/reader.py"],
-}
+FUZZ_KNOWN: dict[str, list[str]] = {}
 
 
 def fuzz_known(fmt: str, why: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import warnings
 import zlib
 from collections.abc import Callable
@@ -35,14 +36,31 @@ def _opener(path: Path) -> tuple[Callable[[], Any], bool]:
         gzipped = fh.read(2) == b"\x1f\x8b"
     if not gzipped:
         return (lambda: str(path)), False
+    return _decompressor(path), True
 
+
+class _BoundedFile(io.FileIO):
+    """A file whose reads never ask for more than it holds.
+
+    nibabel's NetCDF reader reads counts straight from the header; a corrupt count of 2^31
+    made a buffered read allocate it. Capped at the file size, the read comes back short and
+    the parse fails as invalid instead.
+    """
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size >= 0:
+            size = min(size, max(0, os.fstat(self.fileno()).st_size - self.tell()))
+        return super().read(size)
+
+
+def _decompressor(path: Path) -> Callable[[], Any]:
     def decompress() -> io.BytesIO:
         try:
             return io.BytesIO(gzip.decompress(path.read_bytes()))
         except (OSError, EOFError, zlib.error) as exc:
             raise ReadError(f"{path}: corrupt gzip stream: {_first_line(exc)}") from exc
 
-    return decompress, True
+    return decompress
 
 
 def read_minc2(path: Path, options: ReadOptions) -> Image:
@@ -198,7 +216,9 @@ def read_minc1(path: Path, options: ReadOptions) -> Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            nc = netcdf_file(source(), "r", mmap=not gzipped)
+            opened = source()
+            fileobj = _BoundedFile(opened) if isinstance(opened, str) else opened
+            nc = netcdf_file(fileobj, "r", mmap=not gzipped)
     except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
         raise ReadError(f"{path}: not a readable NetCDF (MINC1) file: {_first_line(exc)}") from exc
     try:
