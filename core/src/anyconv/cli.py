@@ -184,6 +184,73 @@ def _parse_pairs(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+# Options that convert and batch share, defined once (typer reads the Annotated metadata).
+ToOpt = Annotated[str | None, typer.Option("--to", help="Output format id.")]
+LossyOpt = Annotated[
+    bool, typer.Option("--lossy", help="Convert even when the target loses data; record it.")
+]
+NameOpt = Annotated[
+    str,
+    typer.Option(
+        "--name",
+        help="File name template for folder outputs: {series_number}, "
+        "{series_description}, {protocol}, {echo}, {modality}, {index}, {stem}.",
+    ),
+]
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--option", "-O", help="KEY=VALUE passed to the reader and writer."),
+]
+TransformOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--transform",
+        "-t",
+        callback=_transform_option,
+        help="Apply a transform: NAME or NAME:KEY=VALUE,... (in command-line order).",
+    ),
+]
+AnonymizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--anonymize",
+        callback=_anonymize_option,
+        help="De-identify (PS3.15 Basic Profile; shorthand for -t anonymize).",
+    ),
+]
+AnonRecipeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--anon-recipe", callback=_anon_recipe_option, help="TOML recipe (implies --anonymize)."
+    ),
+]
+ReorientOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reorient",
+        callback=_reorient_option,
+        help="Reorder voxel axes to AXCODES (RAS, LPS, PIR, ... or canonical).",
+    ),
+]
+SidecarOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sidecar/--no-sidecar",
+        help="Write a BIDS JSON (and .bval/.bvec) beside images with acquisition metadata.",
+    ),
+]
+CompressOpt = Annotated[
+    int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
+]
+PreviewOpt = Annotated[
+    bool,
+    typer.Option("--preview", help="Also write an orientation-labelled PNG beside each output."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")]
+
+
 @app.command()
 def convert(
     ctx: typer.Context,
@@ -198,77 +265,25 @@ def convert(
             metavar="OUTPUT",
         ),
     ],
-    to: Annotated[str | None, typer.Option("--to", help="Output format id.")] = None,
+    to: ToOpt = None,
     from_: Annotated[str | None, typer.Option("--from", help="Input format id.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs.")] = False,
-    lossy: Annotated[
-        bool, typer.Option("--lossy", help="Convert even when the target loses data; record it.")
-    ] = False,
+    lossy: LossyOpt = False,
     explain: Annotated[
         bool, typer.Option("--explain", help="Say which reader and writer were chosen and why.")
     ] = False,
-    name: Annotated[
-        str,
-        typer.Option(
-            "--name",
-            help="File name template for folder outputs: {series_number}, "
-            "{series_description}, {protocol}, {echo}, {modality}, {index}, {stem}.",
-        ),
-    ] = "{auto}",
-    option: Annotated[
-        list[str] | None,
-        typer.Option("--option", "-O", help="KEY=VALUE passed to the reader and writer."),
-    ] = None,
-    transform: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--transform",
-            "-t",
-            callback=_transform_option,
-            help="Apply a transform: NAME or NAME:KEY=VALUE,... (in command-line order).",
-        ),
-    ] = None,
-    anonymize: Annotated[
-        bool,
-        typer.Option(
-            "--anonymize",
-            callback=_anonymize_option,
-            help="De-identify (PS3.15 Basic Profile; shorthand for -t anonymize).",
-        ),
-    ] = False,
-    anon_recipe: Annotated[
-        Path | None,
-        typer.Option(
-            "--anon-recipe", callback=_anon_recipe_option, help="TOML recipe (implies --anonymize)."
-        ),
-    ] = None,
-    reorient: Annotated[
-        str | None,
-        typer.Option(
-            "--reorient",
-            callback=_reorient_option,
-            help="Reorder voxel axes to AXCODES (RAS, LPS, PIR, ... or canonical).",
-        ),
-    ] = None,
-    sidecar: Annotated[
-        bool,
-        typer.Option(
-            "--sidecar/--no-sidecar",
-            help="Write a BIDS JSON (and .bval/.bvec) beside images with acquisition metadata.",
-        ),
-    ] = True,
-    compress_level: Annotated[
-        int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
-    ] = None,
-    preview: Annotated[
-        bool,
-        typer.Option(
-            "--preview", help="Also write an orientation-labelled PNG beside each output."
-        ),
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
+    name: NameOpt = "{auto}",
+    option: OptionOpt = None,
+    transform: TransformOpt = None,
+    anonymize: AnonymizeOpt = False,
+    anon_recipe: AnonRecipeOpt = None,
+    reorient: ReorientOpt = None,
+    sidecar: SidecarOpt = True,
+    compress_level: CompressOpt = None,
+    preview: PreviewOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    debug: DebugOpt = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
@@ -337,41 +352,18 @@ def batch(
         str | None, typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT).")
     ] = None,
     dask: Annotated[bool, typer.Option("--dask", help="Run on a local Dask cluster.")] = False,
-    to: Annotated[str | None, typer.Option("--to", help="Output format id.")] = None,
-    name: Annotated[str, typer.Option("--name", help="File name template.")] = "{auto}",
+    to: ToOpt = None,
+    name: NameOpt = "{auto}",
     force: Annotated[bool, typer.Option("--force", "-f", help="Start again, overwrite.")] = False,
-    lossy: Annotated[bool, typer.Option("--lossy", help="Accept and record losses.")] = False,
-    option: Annotated[
-        list[str] | None, typer.Option("--option", "-O", help="KEY=VALUE for readers/writers.")
-    ] = None,
-    transform: Annotated[
-        list[str] | None,
-        typer.Option("--transform", "-t", callback=_transform_option, help="NAME[:K=V,...]"),
-    ] = None,
-    anonymize: Annotated[
-        bool,
-        typer.Option(
-            "--anonymize",
-            callback=_anonymize_option,
-            help="De-identify (PS3.15 Basic Profile; shorthand for -t anonymize).",
-        ),
-    ] = False,
-    anon_recipe: Annotated[
-        Path | None,
-        typer.Option(
-            "--anon-recipe", callback=_anon_recipe_option, help="TOML recipe (implies --anonymize)."
-        ),
-    ] = None,
-    reorient: Annotated[
-        str | None, typer.Option("--reorient", callback=_reorient_option, help="AXCODES.")
-    ] = None,
-    sidecar: Annotated[bool, typer.Option("--sidecar/--no-sidecar", help="BIDS JSON.")] = True,
-    compress_level: Annotated[
-        int | None, typer.Option("--compress-level", min=0, max=9, help="gzip level.")
-    ] = None,
-    preview: Annotated[
-        bool, typer.Option("--preview", help="Write a labelled PNG beside each output.")
-    ] = False,
+    lossy: LossyOpt = False,
+    option: OptionOpt = None,
+    transform: TransformOpt = None,
+    anonymize: AnonymizeOpt = False,
+    anon_recipe: AnonRecipeOpt = None,
+    reorient: ReorientOpt = None,
+    sidecar: SidecarOpt = True,
+    compress_level: CompressOpt = None,
+    preview: PreviewOpt = False,
     qc_report: Annotated[
         Path | None,
         typer.Option(
@@ -380,9 +372,9 @@ def batch(
             "warnings, status.",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Convert every image under SRC... into OUT_DIR in parallel; resumable, with a report."""
     _setup_logging(quiet, verbose, debug)
