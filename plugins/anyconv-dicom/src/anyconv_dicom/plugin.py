@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anyconv import hookimpl
-from anyconv.specs import Magic, OptionSpec, ReaderSpec
+from anyconv.specs import Magic, OptionSpec, ReaderSpec, WriterSpec
 
 __version__ = "0.1.0"
 
@@ -54,5 +54,23 @@ def anyconv_readers() -> list[ReaderSpec]:
                     default="yes",
                 ),
             ),
+        )
+    ]
+
+
+@hookimpl
+def anyconv_writers() -> list[WriterSpec]:
+    """A classic single-frame series: ``<stem>_0001.dcm``... one file per slice and volume."""
+    return [
+        WriterSpec(
+            format="dicom",
+            load="anyconv_dicom.writer:write_dicom",
+            extensions=(".dcm",),
+            # Any dtype: the writer stores integers losslessly in 16 bits when the values fit
+            # and refuses (exit 6) to quantise anything else unless --lossy.
+            dtypes=None,
+            max_ndim=4,
+            shear=False,
+            description="DICOM series (MR/CT Image Storage, one file per slice)",
         )
     ]

@@ -1,0 +1,254 @@
+"""Write a canonical image as a classic single-frame DICOM series (MR or CT Image Storage).
+
+One instance per slice (voxel axis k) and per volume (axis t). Column = i, row = j, so
+ImageOrientationPatient holds the LPS directions of i and j and ImagePositionPatient the
+LPS position of voxel (0, 0, k): any DICOM reader then puts every voxel at the same world
+point, whatever voxel order it picks. New UIDs are UUID-derived under ``2.25.`` (PS3.5
+B.2), which needs no registered root.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from anyconv.errors import LossyConversionError, WriteError
+from anyconv.geometry import ras_to_lps
+from anyconv.model import Image
+from anyconv.specs import WriteOptions
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.valuerep import format_number_as_ds
+
+MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+IMPLEMENTATION_UID = "2.25.153196407186128374925873218738127359114"
+IMPLEMENTATION_VERSION = "ANYCONV_010"
+
+
+def new_uid() -> str:
+    """A fresh UID under the UUID root ``2.25`` (unique without a registered root)."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def _ds(value: float) -> str:
+    """A decimal string of at most 16 characters, as precise as that allows."""
+    return format_number_as_ds(float(value))
+
+
+def _text(value: Any, limit: int = 64) -> str:
+    return "" if value is None else str(value)[:limit]
+
+
+def _stored_values(image: Image, lossy: bool) -> tuple[np.ndarray, float, float, list[str]]:
+    """Stored 16-bit values plus slope/intercept; losses in words (refused unless lossy).
+
+    Integers within the 16-bit range (and integer-valued floats) are kept exactly; anything
+    else is quantised linearly onto int16, which only ``lossy`` allows.
+    """
+    arr = np.asarray(image.data)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    slope, inter = image.slope, image.inter
+    if arr.dtype.kind == "c":
+        raise LossyConversionError(
+            f"DICOM cannot hold complex data ({arr.dtype})", hint="take the magnitude first"
+        )
+    finite = bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True
+    if arr.size == 0:
+        return arr.astype(np.int16), slope, inter, []
+    if finite:
+        lo, hi = float(arr.min()), float(arr.max())
+        whole = arr.dtype.kind in "iu" or bool(np.all(arr == np.rint(arr)))
+        if whole and lo >= 0 and hi <= 65535:
+            return arr.astype(np.uint16), slope, inter, []
+        if whole and lo >= -32768 and hi <= 32767:
+            return arr.astype(np.int16), slope, inter, []
+    real = arr.astype(np.float64) * slope + inter
+    bad = ~np.isfinite(real)
+    losses = []
+    if bad.any():
+        losses.append(f"{int(bad.sum())} NaN/inf values (stored as 0)")
+        real[bad] = 0.0
+    lo, hi = float(real.min()), float(real.max())
+    q_slope = (hi - lo) / 65535.0 if hi > lo else 1.0
+    q_inter = lo + 32768.0 * q_slope
+    # DS holds 16 characters: quantise with the values as they will be read back.
+    q_slope, q_inter = float(_ds(q_slope)), float(_ds(q_inter))
+    stored = np.clip(np.rint((real - q_inter) / q_slope), -32768, 32767).astype(np.int16)
+    error = float(np.abs(stored * q_slope + q_inter - real)[~bad].max(initial=0.0))
+    losses.insert(
+        0,
+        f"{arr.dtype} values quantised to int16 with slope {q_slope:.6g} (max error {error:.3g})",
+    )
+    if not lossy:
+        raise LossyConversionError(
+            f"DICOM (16-bit) cannot hold {'; '.join(losses)}",
+            hint="use --lossy to convert anyway and record the loss",
+        )
+    return stored, q_slope, q_inter, losses
+
+
+def _sop_class(image: Image) -> tuple[str, str, str | None]:
+    """SOP class, modality and a note when the source was neither MR nor CT."""
+    modality = (image.meta.modality or "").upper()
+    if modality == "CT":
+        return CT_STORAGE, "CT", None
+    if modality == "MR":
+        return MR_STORAGE, "MR", None
+    note = (
+        f"source modality {modality or 'unknown'}: written as MR Image Storage "
+        "(classic volumes need an image IOD with geometry)"
+    )
+    return MR_STORAGE, "MR", note
+
+
+def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
+    """Write ``image`` as ``<stem>_0001.dcm``... beside ``path`` (one file per slice).
+
+    Files are named from ``path`` so that core's staging commits the whole series at once.
+    """
+    path = Path(path)
+    shape = image.shape
+    if len(shape) < 2 or len(shape) > 4:
+        raise WriteError(f"{path}: DICOM series hold 2-4 axes, not {len(shape)}")
+    stored, slope, inter, losses = _stored_values(image, options.lossy)
+    for loss in losses:
+        image.record_loss(loss)
+    stored = stored.reshape(shape + (1,) * (4 - len(shape)), order="F")
+    ni, nj, nk, nt = stored.shape
+    sop_class, modality, note = _sop_class(image)
+    if note:
+        image.notes.append(note)
+    scaled = slope != 1.0 or inter != 0.0 or modality == "CT"
+    # BitsStored stays 16: with fewer, dcm2niix (v1.0.2024) masks signed values without
+    # sign extension, so -1000 in 12 bits reads as 3096.
+    bits = 16
+
+    lps = ras_to_lps(image.affine)
+    vi, vj, vk = lps[:3, 0], lps[:3, 1], lps[:3, 2]
+    di, dj, dk = (float(np.linalg.norm(v)) for v in (vi, vj, vk))
+    if min(di, dj, dk) <= 0:
+        raise WriteError(f"{path}: affine has a zero-length voxel axis")
+    normal = np.cross(vi / di, vj / dj)
+    iop = [_ds(x) for x in (*(vi / di), *(vj / dj))]
+
+    meta = image.meta
+    now = _dt.datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    study_uid = _text(meta.study.get("uid")) or new_uid()
+    series_uid, frame_uid = new_uid(), new_uid()
+    series_number = meta.series_number if meta.series_number is not None else 1
+    description = meta.series_description or meta.description or ""
+    tr = meta.repetition_time
+
+    suffix = ".dcm"
+    stem = path.name[: -len(suffix)] if path.name.lower().endswith(suffix) else path.name
+    width = max(4, len(str(nk * nt)))
+    number = 0
+    for t in range(nt):
+        for k in range(nk):
+            number += 1
+            ds = _base_dataset(image, sop_class, modality, study_uid, series_uid, frame_uid)
+            ds.StudyDate = _text(meta.study.get("date"), 8) or date
+            ds.StudyTime = _text(meta.study.get("time"), 16) or time
+            ds.SeriesDate, ds.SeriesTime = date, time
+            ds.ContentDate, ds.ContentTime = date, time
+            ds.SeriesNumber = int(series_number)
+            ds.SeriesDescription = _text(description)
+            ds.InstanceNumber = number
+            ds.AcquisitionNumber = t + 1
+            if nt > 1:
+                ds.TemporalPositionIdentifier = t + 1
+                ds.NumberOfTemporalPositions = nt
+                if tr:
+                    acq = now + _dt.timedelta(seconds=float(tr) * t)
+                    ds.AcquisitionTime = acq.strftime("%H%M%S.%f")
+            position = lps[:3, 3] + k * vk
+            ds.ImagePositionPatient = [_ds(x) for x in position]
+            ds.ImageOrientationPatient = iop
+            ds.SliceLocation = _ds(float(position @ normal))
+            ds.PixelSpacing = [_ds(dj), _ds(di)]
+            ds.SliceThickness = _ds(dk)
+            ds.SpacingBetweenSlices = _ds(dk)
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.Rows, ds.Columns = nj, ni
+            ds.BitsAllocated = 16
+            ds.BitsStored = bits
+            ds.HighBit = bits - 1
+            ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
+            if scaled:
+                ds.RescaleIntercept = _ds(inter)
+                ds.RescaleSlope = _ds(slope)
+                ds.RescaleType = "HU" if modality == "CT" else "US"
+            pixels = np.ascontiguousarray(stored[:, :, k, t].T).astype(
+                stored.dtype.newbyteorder("<")
+            )
+            ds.PixelData = pixels.tobytes()
+            out = path.with_name(f"{stem}_{number:0{width}d}{suffix}")
+            ds.save_as(out, enforce_file_format=True)
+
+
+def _base_dataset(
+    image: Image, sop_class: str, modality: str, study_uid: str, series_uid: str, frame_uid: str
+) -> Dataset:
+    """Patient, study, equipment and modality attributes shared by every instance."""
+    meta = image.meta
+    sop_uid = new_uid()
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = sop_class
+    fm.MediaStorageSOPInstanceUID = sop_uid
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    fm.ImplementationClassUID = IMPLEMENTATION_UID
+    fm.ImplementationVersionName = IMPLEMENTATION_VERSION
+    ds = Dataset()
+    ds.file_meta = fm
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.Modality = modality
+    ds.Manufacturer = _text(meta.manufacturer)
+    ds.ManufacturerModelName = _text(meta.model_name)
+    ds.SoftwareVersions = "anyconv"
+    ds.PatientName = _text(meta.patient.get("name")) or "ANONYMOUS"
+    ds.PatientID = _text(meta.patient.get("id")) or "ANON"
+    ds.PatientBirthDate = _text(meta.patient.get("birth_date"), 8)
+    ds.PatientSex = _text(meta.patient.get("sex"), 16)
+    if meta.patient.get("age"):
+        ds.PatientAge = _text(meta.patient.get("age"), 4)
+    ds.StudyInstanceUID = study_uid
+    ds.StudyID = _text(meta.study.get("id"), 16) or "1"
+    ds.AccessionNumber = _text(meta.study.get("accession_number"), 16)
+    ds.ReferringPhysicianName = ""
+    if meta.study.get("description"):
+        ds.StudyDescription = _text(meta.study.get("description"))
+    if meta.study.get("institution"):
+        ds.InstitutionName = _text(meta.study.get("institution"))
+    ds.SeriesInstanceUID = series_uid
+    if meta.protocol_name:
+        ds.ProtocolName = _text(meta.protocol_name)
+    ds.Laterality = ""
+    ds.PatientPosition = "HFS"
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = ""
+    ds.BurnedInAnnotation = "NO"
+    if modality == "MR":
+        ds.ScanningSequence = "RM"  # research mode: the acquisition is not known
+        ds.SequenceVariant = "NONE"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = ""
+        ds.RepetitionTime = _ds(meta.repetition_time * 1000) if meta.repetition_time else ""
+        ds.EchoTime = _ds(meta.echo_time * 1000) if meta.echo_time else ""
+        ds.EchoTrainLength = ""
+        if meta.inversion_time:
+            ds.InversionTime = _ds(meta.inversion_time * 1000)
+        if meta.flip_angle:
+            ds.FlipAngle = _ds(meta.flip_angle)
+    else:
+        ds.KVP = ""
+    return ds
