@@ -287,3 +287,37 @@ def test_corpus_minc_through_dcm2niix(testdata: Path, tmp_path: Path) -> None:
     want = np.asarray(ref.get_fdata())
     assert values.shape == want.shape
     np.testing.assert_allclose(values, want, atol=float(np.ptp(want)) / 65535 * 1.01)
+
+
+def test_options_set_identity_and_new_study(tmp_path: Path) -> None:
+    import pydicom
+
+    img = _image((5, 4, 3))
+    img.meta.study = {"uid": "1.2.3.4"}
+    opts = {
+        "patient_name": "Roe^Rick",
+        "patient_id": "X9",
+        "series_description": "seg",
+        "series_number": "12",
+        "study_description": "follow-up",
+        "new_study": "yes",
+    }
+    d = pydicom.dcmread(_write(img, tmp_path, options=WriteOptions(extra=opts))[0])
+    assert (str(d.PatientName), d.PatientID, d.SeriesDescription) == ("Roe^Rick", "X9", "seg")
+    assert (d.SeriesNumber, d.StudyDescription) == (12, "follow-up")
+    assert d.StudyInstanceUID.startswith("2.25.")
+    assert img.meta.patient == {}  # the source image is left as it was
+
+
+def test_existing_series_not_overwritten(tmp_path: Path) -> None:
+    from anyconv.errors import OutputExistsError
+
+    img = _image((5, 4, 3, 2))
+    img.meta.repetition_time = None  # volumes told apart by TemporalPositionIdentifier alone
+    first = _write(img, tmp_path)
+    before = {p: p.read_bytes() for p in first}
+    with pytest.raises(OutputExistsError):
+        _write(img, tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (back,) = Registry().read(tmp_path)
+    _check(np.asarray(back.values()), back.affine, img)

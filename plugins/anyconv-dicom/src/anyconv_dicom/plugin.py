@@ -72,5 +72,17 @@ def anyconv_writers() -> list[WriterSpec]:
             max_ndim=4,
             shear=False,
             description="DICOM series (MR/CT Image Storage, one file per slice)",
+            options=(
+                OptionSpec("patient_name", "PatientName (default: source's, else ANONYMOUS)"),
+                OptionSpec("patient_id", "PatientID (default: source's, else ANON)"),
+                OptionSpec("study_description", "StudyDescription"),
+                OptionSpec("series_description", "SeriesDescription"),
+                OptionSpec("series_number", "SeriesNumber (integer)"),
+                OptionSpec(
+                    "new_study",
+                    "yes: a new StudyInstanceUID even when the source was DICOM",
+                    default="no",
+                ),
+            ),
         )
     ]

@@ -9,15 +9,16 @@ B.2), which needs no registered root.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from anyconv.errors import LossyConversionError, WriteError
+from anyconv.errors import LossyConversionError, UsageError, WriteError
 from anyconv.geometry import ras_to_lps
-from anyconv.model import Image
+from anyconv.model import Image, Meta
 from anyconv.specs import WriteOptions
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
@@ -136,10 +137,11 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
     normal = np.cross(vi / di, vj / dj)
     iop = [_ds(x) for x in (*(vi / di), *(vj / dj))]
 
-    meta = image.meta
+    meta = _with_options(image.meta, options)
     now = _dt.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    study_uid = _text(meta.study.get("uid")) or new_uid()
+    new_study = str(options.get("new_study", "no")).lower() in ("yes", "y", "1", "true")
+    study_uid = (not new_study and _text(meta.study.get("uid"))) or new_uid()
     series_uid, frame_uid = new_uid(), new_uid()
     series_number = meta.series_number if meta.series_number is not None else 1
     description = meta.series_description or meta.description or ""
@@ -152,7 +154,7 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
     for t in range(nt):
         for k in range(nk):
             number += 1
-            ds = _base_dataset(image, sop_class, modality, study_uid, series_uid, frame_uid)
+            ds = _base_dataset(meta, sop_class, modality, study_uid, series_uid, frame_uid)
             ds.StudyDate = _text(meta.study.get("date"), 8) or date
             ds.StudyTime = _text(meta.study.get("time"), 16) or time
             ds.SeriesDate, ds.SeriesTime = date, time
@@ -193,11 +195,30 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
             ds.save_as(out, enforce_file_format=True)
 
 
+def _with_options(meta: Meta, options: WriteOptions) -> Meta:
+    """The image's metadata with the user's ``--option`` identity values applied."""
+    meta = copy.deepcopy(meta)
+    for key, field in (("patient_name", "name"), ("patient_id", "id")):
+        if options.get(key) is not None:
+            meta.patient[field] = options.get(key)
+    if options.get("study_description") is not None:
+        meta.study["description"] = options.get("study_description")
+    if options.get("series_description") is not None:
+        meta.series_description = options.get("series_description")
+    if options.get("series_number") is not None:
+        try:
+            meta.series_number = int(options.get("series_number"))
+        except ValueError as exc:
+            raise UsageError(
+                f"series_number={options.get('series_number')!r}: expected an integer"
+            ) from exc
+    return meta
+
+
 def _base_dataset(
-    image: Image, sop_class: str, modality: str, study_uid: str, series_uid: str, frame_uid: str
+    meta: Meta, sop_class: str, modality: str, study_uid: str, series_uid: str, frame_uid: str
 ) -> Dataset:
     """Patient, study, equipment and modality attributes shared by every instance."""
-    meta = image.meta
     sop_uid = new_uid()
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = sop_class
