@@ -321,3 +321,37 @@ def test_existing_series_not_overwritten(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
     (back,) = Registry().read(tmp_path)
     _check(np.asarray(back.values()), back.affine, img)
+
+
+@pytest.mark.parametrize("ts", ["rle", "deflate"])
+def test_compressed_transfer_syntaxes(tmp_path: Path, ts: str) -> None:
+    import pydicom
+
+    dcmdump = _tool("dcmdump")
+    img = _image((11, 7, 5, 2))
+    files = _write(img, tmp_path / "d", options=WriteOptions(extra={"ts": ts}))
+    uid = {"rle": "1.2.840.10008.1.2.5", "deflate": "1.2.840.10008.1.2.1.99"}[ts]
+    assert {pydicom.dcmread(f).file_meta.TransferSyntaxUID for f in files} == {uid}
+    (back,) = Registry().read(tmp_path / "d")
+    _check(np.asarray(back.values()), back.affine, img)
+    for path in files:
+        dump = subprocess.run([dcmdump, str(path)], capture_output=True, text=True, timeout=30)
+        assert dump.returncode == 0 and "E:" not in dump.stderr, dump.stderr
+    if ts == "rle":  # dicom3tools reads no deflated data set
+        dciodvfy = _tool("dciodvfy")
+        run = subprocess.run([dciodvfy, str(files[0])], capture_output=True, text=True)
+        assert not [x for x in (run.stdout + run.stderr).splitlines() if x.startswith("Error")]
+        exe = _tool("dcm2niix")
+        (tmp_path / "n").mkdir()
+        cmd = [exe, "-z", "n", "-f", "x", "-o", str(tmp_path / "n"), str(tmp_path / "d")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        ref = nib.load(next((tmp_path / "n").glob("*.nii")))
+        _check(np.asarray(ref.dataobj).astype(np.float64), ref.affine, img)
+
+
+def test_unknown_transfer_syntax_is_usage_error(tmp_path: Path) -> None:
+    from anyconv.errors import UsageError
+
+    with pytest.raises(UsageError):
+        _write(_image((4, 3, 2)), tmp_path, options=WriteOptions(extra={"ts": "jpeg"}))

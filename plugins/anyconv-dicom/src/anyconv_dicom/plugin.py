@@ -78,6 +78,7 @@ def anyconv_writers() -> list[WriterSpec]:
                 OptionSpec("study_description", "StudyDescription"),
                 OptionSpec("series_description", "SeriesDescription"),
                 OptionSpec("series_number", "SeriesNumber (integer)"),
+                OptionSpec("ts", "transfer syntax: explicit, deflate, rle", default="explicit"),
                 OptionSpec(
                     "new_study",
                     "yes: a new StudyInstanceUID even when the source was DICOM",

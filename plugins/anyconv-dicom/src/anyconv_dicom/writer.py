@@ -21,13 +21,19 @@ from anyconv.geometry import ras_to_lps
 from anyconv.model import Image, Meta
 from anyconv.specs import WriteOptions
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless
 from pydicom.valuerep import format_number_as_ds
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 IMPLEMENTATION_UID = "2.25.153196407186128374925873218738127359114"
 IMPLEMENTATION_VERSION = "ANYCONV_010"
+#: ``-O ts=...``: lossless transfer syntaxes the installed packages can encode.
+TRANSFER_SYNTAXES = {
+    "explicit": ExplicitVRLittleEndian,
+    "deflate": DeflatedExplicitVRLittleEndian,
+    "rle": RLELossless,
+}
 
 
 def new_uid() -> str:
@@ -113,6 +119,9 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
     Files are named from ``path`` so that core's staging commits the whole series at once.
     """
     path = Path(path)
+    ts_name = str(options.get("ts", "explicit")).lower()
+    if ts_name not in TRANSFER_SYNTAXES:
+        raise UsageError(f"ts={ts_name!r}: expected one of {', '.join(TRANSFER_SYNTAXES)}")
     shape = image.shape
     if len(shape) < 2 or len(shape) > 4:
         raise WriteError(f"{path}: DICOM series hold 2-4 axes, not {len(shape)}")
@@ -191,6 +200,10 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
                 stored.dtype.newbyteorder("<")
             )
             ds.PixelData = pixels.tobytes()
+            if ts_name == "rle":
+                ds.compress(RLELossless)
+            elif ts_name == "deflate":
+                ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
             out = path.with_name(f"{stem}_{number:0{width}d}{suffix}")
             ds.save_as(out, enforce_file_format=True)
 
