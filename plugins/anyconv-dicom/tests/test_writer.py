@@ -355,3 +355,47 @@ def test_unknown_transfer_syntax_is_usage_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError):
         _write(_image((4, 3, 2)), tmp_path, options=WriteOptions(extra={"ts": "jpeg"}))
+
+
+@pytest.mark.parametrize("shape", SHAPES[:1])
+def test_enhanced_layout(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    import pydicom
+
+    exe, dciodvfy, dcmdump = _tool("dcm2niix"), _tool("dciodvfy"), _tool("dcmdump")
+    img = _image(shape, slope=0.5, inter=1.0)
+    opts = WriteOptions(extra={"layout": "enhanced"}, sidecar=False)
+    files = Registry().write(img, tmp_path / "e.dcm", fmt="dicom", options=opts)
+    assert [p.name for p in files] == ["e.dcm"]
+    ds = pydicom.dcmread(files[0])
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4.1"
+    assert ds.NumberOfFrames == int(np.prod(shape[2:]))
+    (back,) = Registry().read(files[0])
+    got = _aligned(np.asarray(back.values()), back.affine, img.affine)
+    np.testing.assert_allclose(got, img.values(), rtol=1e-9)
+    run = subprocess.run([dciodvfy, str(files[0])], capture_output=True, text=True, timeout=30)
+    lines = (run.stdout + run.stderr).splitlines()
+    assert not [x for x in lines if x.startswith("Error")], lines
+    unknown = [
+        x
+        for x in lines
+        if x.startswith("Warning") and not any(re.search(p, x) for p in KNOWN_WARNINGS)
+    ]
+    assert not unknown, unknown
+    dump = subprocess.run([dcmdump, str(files[0])], capture_output=True, text=True, timeout=30)
+    assert dump.returncode == 0 and "E:" not in dump.stderr, dump.stderr
+    (tmp_path / "n").mkdir()
+    cmd = [exe, "-z", "n", "-f", "x", "-o", str(tmp_path / "n"), str(files[0])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ref = nib.load(next((tmp_path / "n").glob("*.nii")))
+    got = _aligned(np.asarray(ref.get_fdata()), ref.affine, img.affine)
+    np.testing.assert_allclose(got, img.values(), rtol=1e-6)
+
+
+def test_enhanced_4d_refused(tmp_path: Path) -> None:
+    from anyconv.errors import WriteError
+
+    opts = WriteOptions(extra={"layout": "enhanced"})
+    with pytest.raises(WriteError, match="3D images only"):
+        _write(_image((4, 3, 2, 2)), tmp_path, options=opts)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

@@ -78,6 +78,11 @@ def anyconv_writers() -> list[WriterSpec]:
                 OptionSpec("study_description", "StudyDescription"),
                 OptionSpec("series_description", "SeriesDescription"),
                 OptionSpec("series_number", "SeriesNumber (integer)"),
+                OptionSpec(
+                    "layout",
+                    "classic (one file per slice) or enhanced (one Enhanced MR multi-frame file)",
+                    default="classic",
+                ),
                 OptionSpec("ts", "transfer syntax: explicit, deflate, rle", default="explicit"),
                 OptionSpec(
                     "new_study",

@@ -25,6 +25,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from pydicom.valuerep import format_number_as_ds
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 IMPLEMENTATION_UID = "2.25.153196407186128374925873218738127359114"
 IMPLEMENTATION_VERSION = "ANYCONV_010"
@@ -156,6 +157,36 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
     description = meta.series_description or meta.description or ""
     tr = meta.repetition_time
 
+    layout = str(options.get("layout", "classic")).lower()
+    if layout == "enhanced":
+        if nt > 1:
+            # dcm2niix 1.0.2024 stacks our 4D frames in the wrong order whatever the
+            # dimension organisation (ours reads them right): refuse rather than mislead.
+            raise WriteError(
+                f"{path}: the enhanced layout is written for 3D images only; "
+                "use layout=classic for 4D"
+            )
+        if modality == "CT":
+            image.notes.append("enhanced layout: CT data written as Enhanced MR (no Enhanced CT)")
+        ds = _base_dataset(meta, ENHANCED_MR_STORAGE, "MR", study_uid, series_uid, frame_uid)
+        ds.StudyDate = _text(meta.study.get("date"), 8) or date
+        ds.StudyTime = _text(meta.study.get("time"), 16) or time
+        ds.SeriesDate, ds.SeriesTime = date, time
+        ds.ContentDate, ds.ContentTime = date, time
+        ds.AcquisitionDateTime = date + time
+        ds.SeriesNumber = int(series_number)
+        ds.SeriesDescription = _text(description)
+        ds.InstanceNumber = 1
+        _enhanced(ds, stored, lps, (di, dj, dk), iop, (slope, inter), tr)
+        if ts_name == "rle":
+            ds.compress(RLELossless)
+        elif ts_name == "deflate":
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(path, enforce_file_format=True)
+        return
+    if layout != "classic":
+        raise UsageError(f"layout={layout!r}: expected classic or enhanced")
+
     suffix = ".dcm"
     stem = path.name[: -len(suffix)] if path.name.lower().endswith(suffix) else path.name
     width = max(4, len(str(nk * nt)))
@@ -286,3 +317,137 @@ def _base_dataset(
     else:
         ds.KVP = ""
     return ds
+
+
+def _item(**attrs: Any) -> Dataset:
+    item = Dataset()
+    for key, value in attrs.items():
+        setattr(item, key, value)
+    return item
+
+
+def _enhanced(
+    ds: Dataset,
+    stored: np.ndarray,
+    lps: np.ndarray,
+    spacing: tuple[float, float, float],
+    iop: list[str],
+    scaling: tuple[float, float],
+    tr: float | None,
+) -> None:
+    """Turn ``ds`` into one Enhanced MR instance: frames k fastest, then t.
+
+    Shared groups hold what all frames share (spacing, orientation, scaling, frame type);
+    per-frame groups hold each frame's position and its (stack position, temporal index).
+    """
+    ni, nj, nk, nt = stored.shape
+    di, dj, dk = spacing
+    ds.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "NONE"]
+    ds.DeviceSerialNumber = "0"
+    ds.Manufacturer = ds.Manufacturer or "anyconv"
+    ds.ManufacturerModelName = ds.ManufacturerModelName or "anyconv"
+    ds.ContentQualification = "RESEARCH"
+    ds.ImageComments = "written by anyconv"
+    # Type 1C in the MR Image and Spectroscopy Instance macro (dciodvfy requires it); the
+    # source's acquisition is unknown, so this names the usual agency, not a measurement.
+    ds.ApplicableSafetyStandardAgency = "IEC"
+    ds.VolumetricProperties = "VOLUME"
+    ds.VolumeBasedCalculationTechnique = "NONE"
+    ds.ComplexImageComponent = "MAGNITUDE"
+    ds.AcquisitionContrast = "UNKNOWN"
+    ds.PixelPresentation = "MONOCHROME"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.LossyImageCompression = "00"
+    ds.AcquisitionContextSequence = []
+    for kw in (
+        "ScanningSequence",
+        "SequenceVariant",
+        "ScanOptions",
+        "MRAcquisitionType",
+        "RepetitionTime",
+        "EchoTime",
+        "EchoTrainLength",
+        "InversionTime",
+        "FlipAngle",
+        "SliceLocation",
+        "Laterality",
+    ):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.NumberOfFrames = nk * nt
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = nj, ni
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
+    slope, inter = scaling
+    shared = _item(
+        PixelMeasuresSequence=[
+            _item(
+                PixelSpacing=[_ds(dj), _ds(di)],
+                SliceThickness=_ds(dk),
+                SpacingBetweenSlices=_ds(dk),
+            )
+        ],
+        PlaneOrientationSequence=[_item(ImageOrientationPatient=iop)],
+        PixelValueTransformationSequence=[
+            _item(RescaleIntercept=_ds(inter), RescaleSlope=_ds(slope), RescaleType="US")
+        ],
+        MRImageFrameTypeSequence=[
+            _item(
+                FrameType=["DERIVED", "PRIMARY", "VOLUME", "NONE"],
+                PixelPresentation="MONOCHROME",
+                VolumetricProperties="VOLUME",
+                VolumeBasedCalculationTechnique="NONE",
+                ComplexImageComponent="MAGNITUDE",
+                AcquisitionContrast="UNKNOWN",
+            )
+        ],
+        FrameAnatomySequence=[
+            _item(
+                FrameLaterality="U",
+                AnatomicRegionSequence=[
+                    _item(
+                        CodeValue="38266002",
+                        CodingSchemeDesignator="SCT",
+                        CodeMeaning="Entire body",
+                    )
+                ],
+            )
+        ],
+    )
+    ds.SharedFunctionalGroupsSequence = [shared]
+    dim_uid = new_uid()
+    ds.DimensionOrganizationSequence = [_item(DimensionOrganizationUID=dim_uid)]
+    # Dimensions from slowest to fastest varying, as the frames are stored: t, then k.
+    pointers = [(0x0020, 0x9056)] + ([(0x0020, 0x9128)] if nt > 1 else []) + [(0x0020, 0x9057)]
+    ds.DimensionOrganizationType = "3D_TEMPORAL" if nt > 1 else "3D"
+    ds.DimensionIndexSequence = [
+        _item(
+            DimensionOrganizationUID=dim_uid,
+            DimensionIndexPointer=pointer,
+            FunctionalGroupPointer=0x00209111,
+        )
+        for pointer in pointers
+    ]
+    frames = []
+    for t in range(nt):
+        for k in range(nk):
+            content = _item(StackID="1", InStackPositionNumber=k + 1)
+            index = [1, t + 1, k + 1] if nt > 1 else [1, k + 1]
+            if nt > 1:
+                content.TemporalPositionIndex = t + 1
+                if tr:
+                    content.FrameAcquisitionDuration = float(tr) * 1000.0
+            content.DimensionIndexValues = index
+            position = lps[:3, 3] + k * lps[:3, 2]
+            frames.append(
+                _item(
+                    FrameContentSequence=[content],
+                    PlanePositionSequence=[_item(ImagePositionPatient=[_ds(x) for x in position])],
+                )
+            )
+    ds.PerFrameFunctionalGroupsSequence = frames
+    order = np.ascontiguousarray(stored.transpose(3, 2, 1, 0))  # t, k, j (row), i (column)
+    ds.PixelData = order.astype(stored.dtype.newbyteorder("<"), copy=False).tobytes()
