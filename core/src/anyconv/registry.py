@@ -435,7 +435,7 @@ class Registry:
         with staged_output(path, force=force) as staged:
             try:
                 func(fitted, staged, options)
-                if options.sidecar:
+                if options.sidecar and spec.sidecar:
                     from .sidecar import wants_sidecar, write_sidecars
 
                     if wants_sidecar(fitted):

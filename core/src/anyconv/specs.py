@@ -84,6 +84,9 @@ class WriterSpec:
         Whether stored values can carry a slope and intercept.
     companions
         Suffixes of extra files written beside the main one.
+    sidecar
+        Whether core may write a BIDS JSON (and .bval/.bvec) beside it; a format that holds
+        its acquisition metadata itself (DICOM) says no.
     """
 
     format: str
@@ -98,6 +101,7 @@ class WriterSpec:
     description: str = ""
     companions: tuple[str, ...] = ()
     options: tuple[OptionSpec, ...] = ()
+    sidecar: bool = True
     plugin: str = ""
 
 

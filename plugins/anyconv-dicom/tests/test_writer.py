@@ -399,3 +399,13 @@ def test_enhanced_4d_refused(tmp_path: Path) -> None:
     with pytest.raises(WriteError, match="3D images only"):
         _write(_image((4, 3, 2, 2)), tmp_path, options=opts)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_no_bids_sidecar_beside_a_dicom_series(testdata, tmp_path, run_cli):
+    """A DICOM source carries BIDS metadata; the DICOM series written from it holds it itself."""
+    src = testdata / "dicom" / "ts_explicit_le"
+    code, _, stderr = run_cli(src, f"{tmp_path / 'out'}/", "--to", "dicom")
+    assert code == 0, stderr
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names
+    assert all(n.endswith(".dcm") for n in names), names

@@ -71,6 +71,7 @@ def anyconv_writers() -> list[WriterSpec]:
             dtypes=None,
             max_ndim=4,
             shear=False,
+            sidecar=False,  # the series carries its metadata; no BIDS JSON beside it
             description="DICOM series (MR/CT Image Storage, one file per slice)",
             options=(
                 OptionSpec("patient_name", "PatientName (default: source's, else ANONYMOUS)"),
