@@ -191,7 +191,9 @@ def run_case(case: Case, out: Path, runs: int, tmp: Path) -> None:
     args += ["--prepare", f"rm -rf {shlex.quote(str(out))} && mkdir -p {shlex.quote(str(out))}"]
     for tool in rss:
         args += ["-n", tool, case.commands[tool] + " >/dev/null 2>&1"]
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    res = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if res.returncode != 0:  # hyperfine's cache warnings are noise here; its errors are not
+        raise SystemExit(f"hyperfine failed on {case.name}:\n{res.stderr}")
     for r in json.loads(report.read_text())["results"]:
         tool = r["command"]
         case.rows.append(Row(tool, r["median"], r["user"] + r["system"], rss[tool]))
