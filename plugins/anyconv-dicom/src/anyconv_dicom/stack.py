@@ -76,6 +76,11 @@ def slice_normal(sl: Slice) -> np.ndarray:
     return n / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
 
 
+def _where(first: Slice) -> str:
+    """The folder and series a warning is about, so a user can find it."""
+    return f"{first.path.parent}: series {first.ds.get('SeriesNumber', '?')}"
+
+
 def build_volumes(slices: list[Slice]) -> list[Volume]:
     """Arrange one group's slices into volumes (usually one; more if it had to be split)."""
     slices, dropped = _drop_duplicates(slices)
@@ -83,7 +88,7 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
     normal = slice_normal(first)
     if dropped:
         msg = (
-            f"series {first.ds.get('SeriesNumber', '?')}: {dropped} duplicate image(s) "
+            f"{_where(first)}: {dropped} duplicate image(s) "
             "ignored (same SOPInstanceUID, or same position, instance number and time)"
         )
         log.warning(msg)
@@ -113,7 +118,7 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
         grid = _grid_by_volume_key(positions)
         kept = len(grid) if grid is not None else nt
         msg = (
-            f"series {first.ds.get('SeriesNumber', '?')}: slices per position differ "
+            f"{_where(first)}: slices per position differ "
             f"({dict(sorted(counts.items()))}): missing or duplicate slices; "
             f"kept {kept} complete volume(s)"
         )
@@ -131,10 +136,7 @@ def build_volumes(slices: list[Slice]) -> list[Volume]:
         tol = max(SPACING_TOL * mean_gap, SPACING_TOL_MM)
         if mean_gap > 0 and float(np.abs(gaps - mean_gap).max()) > tol:
             vol.uneven = True
-            msg = (
-                f"series {first.ds.get('SeriesNumber', '?')}: uneven slice spacing "
-                f"({gaps.min():.4g} to {gaps.max():.4g} mm)"
-            )
+            msg = f"{_where(first)}: uneven slice spacing ({gaps.min():.4g} to {gaps.max():.4g} mm)"
             log.warning(msg)
             vol.notes.append(msg)
         kvec = (ipp1 - ipp0) / (nz - 1)
