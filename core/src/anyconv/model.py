@@ -284,6 +284,38 @@ class Image:
         return out
 
 
+class LazyArray:
+    """Base for lazy voxel data: ``shape`` and ``dtype`` known up front, values on demand.
+
+    Subclasses set ``_shape`` and ``_dtype`` and implement ``__array__``; this gives the rest
+    of the array-like contract that ``Image.data`` needs.
+    """
+
+    _shape: tuple[int, ...]
+    _dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape, known without reading data."""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Dtype of the values ``__array__`` gives."""
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes."""
+        return len(self._shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.asarray(self)[index]
+
+
 class UnscaledProxy:
     """Exposes a nibabel ArrayProxy's *stored* values, still lazily."""
 

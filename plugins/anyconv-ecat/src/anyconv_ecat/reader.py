@@ -19,7 +19,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from anyconv.errors import ReadError
-from anyconv.model import Image, Meta
+from anyconv.model import Image, LazyArray, Meta
 from anyconv.specs import ReadOptions
 
 BLOCK = 512
@@ -197,7 +197,7 @@ def _extras(header: Any, frames: list[dict]) -> dict[str, Any]:
     }
 
 
-class EcatProxy:
+class EcatProxy(LazyArray):
     """Frames read on demand: stored values, or real values when factors differ."""
 
     def __init__(
@@ -222,16 +222,6 @@ class EcatProxy:
         self._scaled = scaled
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """x, y, z, frames."""
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Stored type (or float32 when frames have different factors)."""
-        return self._dtype
-
-    @property
     def ndim(self) -> int:
         """Number of axes."""
         return 4
@@ -248,9 +238,6 @@ class EcatProxy:
                 else:
                     out[..., i] = raw
         return out if dtype is None else out.astype(dtype)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self)[index]
 
 
 class _Squeezed:

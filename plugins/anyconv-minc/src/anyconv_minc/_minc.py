@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from anyconv.errors import ReadError
-from anyconv.model import Image, Meta, scaled_dtype
+from anyconv.model import Image, LazyArray, Meta, scaled_dtype
 
 #: World axis of each spatial (and spatial-frequency) dimension name.
 WORLD_INDEX = {
@@ -300,7 +300,7 @@ def apply_slice_scaling(
     return out
 
 
-class MincData:
+class MincData(LazyArray):
     """Lazy voxel data in canonical order; reads (and slice-scales) only when asked."""
 
     def __init__(
@@ -317,21 +317,6 @@ class MincData:
         self._scale = scale
         self._dtype = np.dtype(dtype)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Canonical shape, known without reading data."""
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Stored dtype, or the float type slice-scaled values come in."""
-        return self._dtype
-
-    @property
-    def ndim(self) -> int:
-        """Number of axes."""
-        return len(self._shape)
-
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = np.asarray(self._header.load())
         if not arr.dtype.isnative:
@@ -341,9 +326,6 @@ class MincData:
             arr = apply_slice_scaling(arr, vrange, imin, imax, self._dtype)
         out = arr.transpose(self._perm).reshape(self._shape)
         return out if dtype is None else out.astype(dtype)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self)[index]
 
 
 # -- the canonical image ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from anyconv.errors import ReadError
-from anyconv.model import Image, Meta
+from anyconv.model import Image, LazyArray, Meta
 from anyconv.specs import ReadOptions
 from zlib_ng import zlib_ng as zlib
 
@@ -590,7 +590,7 @@ class _Loader:
         return ReadError(f"{self.hdr.path}: truncated data in {path.name}: {what}")
 
 
-class NrrdData:
+class NrrdData(LazyArray):
     """Lazy voxel data in canonical order (i, j, k[, t...], components last)."""
 
     def __init__(
@@ -603,27 +603,9 @@ class NrrdData:
         base = loader.dtype.newbyteorder("=")
         self._dtype = np.dtype(f"c{base.itemsize * 2}") if is_complex else base
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Canonical shape, known without reading data."""
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Native-order dtype of the stored values."""
-        return self._dtype
-
-    @property
-    def ndim(self) -> int:
-        """Number of axes."""
-        return len(self._shape)
-
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = self._loader.load().transpose(self._order)
         if self._complex:
             arr = np.ascontiguousarray(arr).view(self._dtype)[..., 0]
         arr = arr.reshape(self._shape, order="A") if arr.shape != self._shape else arr
         return arr if dtype is None else arr.astype(dtype)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self)[index]
