@@ -93,8 +93,9 @@ def convert(
     from .specs import WriteOptions
 
     req = ConvertRequest(
-        src=Path(src),
-        dst=Path(dst),
+        src=src if isinstance(src, str) else Path(src),
+        dst=dst if isinstance(dst, str) else Path(dst),
+        dst_is_folder=str(dst).endswith(("/", os.sep)),
         from_fmt=from_fmt,
         to_fmt=to_fmt,
         force=force,

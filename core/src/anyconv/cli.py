@@ -255,12 +255,18 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Tracebacks for errors."
 def convert(
     ctx: typer.Context,
     input: Annotated[
-        Path, typer.Argument(help="Input file or folder.", show_default=False, metavar="INPUT")
+        str,
+        typer.Argument(
+            help="Input file or folder, or a scheme:// address a plugin fetches.",
+            show_default=False,
+            metavar="INPUT",
+        ),
     ],
     output: Annotated[
         str,
         typer.Argument(
-            help="Output file, or folder (ends in /, exists, or the input holds several images).",
+            help="Output file, or folder (ends in /, exists, or the input holds several images), "
+            "or a scheme:// address a plugin stores to.",
             show_default=False,
             metavar="OUTPUT",
         ),
@@ -281,6 +287,14 @@ def convert(
     sidecar: SidecarOpt = True,
     compress_level: CompressOpt = None,
     preview: PreviewOpt = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE metadata to set on the output, in the output format's names "
+            "(DICOM: keyword or tag, e.g. PatientName=Doe^J).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -295,11 +309,12 @@ def convert(
         from . import get_registry
         from .pipeline import ConvertRequest
         from .pipeline import convert as run
+        from .registry import url_scheme
         from .specs import ReadOptions, WriteOptions
 
         req = ConvertRequest(
-            src=input,
-            dst=Path(output),
+            src=input if url_scheme(input) else Path(input),
+            dst=output if url_scheme(output) else Path(output),
             # Path() drops a trailing slash, which is how a user says "a folder"
             dst_is_folder=output.endswith(("/", os.sep)),
             from_fmt=from_,
@@ -310,7 +325,11 @@ def convert(
                 extra=extra, allow_outside=extra.get("allow_outside", "") in ("1", "true", "yes")
             ),
             write_options=WriteOptions(
-                lossy=lossy, compress_level=compress_level, sidecar=sidecar, extra=extra
+                lossy=lossy,
+                compress_level=compress_level,
+                sidecar=sidecar,
+                extra=extra,
+                set_values=_parse_pairs(set_),
             ),
             transforms=list(ctx.meta.get(_TRANSFORMS_KEY, [])),
             preview=preview,
@@ -325,6 +344,8 @@ def convert(
                 log.info("%s: %s", result.files[0], note)
             if not quiet:
                 shown = [*result.files, *([result.preview] if result.preview else [])]
+                if result.stored:
+                    shown = [f"{output} ({len(result.stored)} stored)"]
                 typer.echo(" ".join(str(f) for f in shown))
 
 
@@ -636,15 +657,53 @@ def plugins(
 
         from . import get_registry
 
-        infos = get_registry().plugins()
+        registry = get_registry()
+        infos = registry.plugins()
+        commands = registry.commands()
         if as_json:
             typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
             return
         for i in infos:
             extra = f"  {i.error}" if i.error else ""
             typer.echo(f"{i.name:<14} {i.version or '-':<10} {i.status}{extra}")
+        if commands:
+            typer.echo("\nplugin commands:")
+            for c in commands:
+                typer.echo(f"  anyconv {c.name:<12} {c.help}  [{c.plugin}]")
+
+
+_BUILTIN = ("--help", "-h", "--version")
+
+
+def _plugin_command(argv: list[str]) -> int | None:
+    """Run ``anyconv NAME ...`` when a plugin brings command NAME; ``None`` if none does.
+
+    Only a first argument that is neither a built-in command, an option nor an existing path
+    makes us load the plugins, so the common paths stay quick.
+    """
+    if not argv or argv[0].startswith("-") or argv[0] in _BUILTIN:
+        return None
+    name = argv[0]
+    typer_group = typer.main.get_command(app)
+    if name in getattr(typer_group, "commands", {}) or os.path.lexists(name):
+        return None
+    from . import get_registry
+    from .registry import load_target
+
+    try:
+        with _reported("--debug" in argv):
+            specs = [c for c in get_registry().commands() if c.name == name]
+            if not specs:
+                return None
+            func = load_target(specs[0].load, f"command {name}")
+            return int(func(argv[1:]) or 0)
+    except typer.Exit as exc:
+        return exc.exit_code
 
 
 def main() -> None:
     """Console-script entry point."""
+    code = _plugin_command(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     app()

@@ -15,7 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .model import Image
-    from .specs import ReaderSpec, TransformSpec, WriterSpec
+    from .specs import CommandSpec, ReaderSpec, TransformSpec, TransportSpec, WriterSpec
 
 PROJECT = "anyconv"
 
@@ -61,6 +61,33 @@ def anyconv_transforms() -> list[TransformSpec]:
     -------
     list[TransformSpec]
         One spec per transform; an empty list or ``None`` for none.
+    """
+
+
+@hookspec
+def anyconv_transports() -> list[TransportSpec]:
+    """Declare URL schemes whose images are fetched before reading or stored after writing.
+
+    Called once when an input or output looks like ``scheme://...``. A transport only moves
+    files; reading and writing stay with the format plugins.
+
+    Returns
+    -------
+    list[TransportSpec]
+        One spec per transport; an empty list or ``None`` for none.
+    """
+
+
+@hookspec
+def anyconv_commands() -> list[CommandSpec]:
+    """Declare extra subcommands (``anyconv query ...``, ``anyconv echo ...``).
+
+    Called only when the first argument is not a built-in command nor an existing path.
+
+    Returns
+    -------
+    list[CommandSpec]
+        One spec per command; an empty list or ``None`` for none.
     """
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import AnyconvError, ReadError, UsageError
 from .model import Image
-from .registry import DEFAULT_OUTPUT_SUFFIX, Registry
+from .registry import DEFAULT_OUTPUT_SUFFIX, Registry, url_scheme
 from .specs import ReadOptions, WriteOptions
 
 
@@ -22,8 +23,10 @@ from .specs import ReadOptions, WriteOptions
 class ConvertRequest:
     """Everything a conversion is asked to do."""
 
-    src: Path
-    dst: Path
+    #: a path, or a ``scheme://`` address a transport plugin fetches
+    src: Path | str
+    #: a path, or a ``scheme://`` address a transport plugin stores to
+    dst: Path | str
     from_fmt: str | None = None
     to_fmt: str | None = None
     force: bool = False
@@ -48,6 +51,8 @@ class Written:
     geometry: dict[str, object] = field(default_factory=dict)
     preview: Path | None = None
     thumbnail: bytes | None = None
+    #: for an output sent to a ``scheme://`` address: what the transport stored (UIDs, URLs)
+    stored: list[str] = field(default_factory=list)
 
 
 def geometry_summary(image: Image) -> dict[str, object]:
@@ -98,9 +103,9 @@ def load_data(image: Image) -> Image:
 
 def plan_outputs(registry: Registry, images: list[Image], req: ConvertRequest) -> list[Path]:
     """Output path of each image; a folder output gets one uniquely named file per image."""
-    dst = req.dst
-    folder = req.dst_is_folder or str(dst).endswith(("/", os.sep)) or dst.is_dir()
-    if not folder and req.src.is_dir() and "." not in dst.name:
+    dst = Path(req.dst)
+    folder = req.dst_is_folder or str(req.dst).endswith(("/", os.sep)) or dst.is_dir()
+    if not folder and Path(req.src).is_dir() and "." not in dst.name:
         folder = True  # a folder in, a name without suffix out: one file per image in it
     if not folder and len(images) > 1:
         try:
@@ -135,7 +140,36 @@ def convert(
     *,
     explain: Callable[[str], None] | None = None,
 ) -> list[Written]:
-    """Run one conversion; every output is complete or absent."""
+    """Run one conversion; every output is complete or absent.
+
+    A ``scheme://`` input is fetched into a temporary folder kept until the outputs are
+    written; a ``scheme://`` output is written to a temporary folder in the transport's format
+    and then stored (a store that fails leaves nothing behind locally).
+    """
+    src, dst = str(req.src), str(req.dst)
+    if url_scheme(src) or url_scheme(dst):
+        with contextlib.ExitStack() as stack:
+            if url_scheme(src):
+                local = stack.enter_context(registry.fetched(src, req.read_options))
+                req = replace(req, src=local)
+            if url_scheme(dst):
+                spec = registry.transport_for(dst)
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="anyconv-out-"))
+                req = replace(
+                    req, dst=Path(folder), dst_is_folder=True, to_fmt=req.to_fmt or spec.format
+                )
+                results = _convert_local(registry, req, explain)
+                for written in results:
+                    written.stored = registry.store(written.files, dst, req.write_options)
+                return results
+            return _convert_local(registry, req, explain)
+    return _convert_local(registry, replace(req, src=Path(src), dst=Path(dst)), explain)
+
+
+def _convert_local(
+    registry: Registry, req: ConvertRequest, explain: Callable[[str], None] | None
+) -> list[Written]:
+    assert isinstance(req.src, Path)
     if explain is not None and req.src.is_file():
         for line in registry.choose_reader(req.src, req.from_fmt).explain():
             explain("reader " + line)

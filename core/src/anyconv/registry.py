@@ -7,11 +7,13 @@ work. Tests build ``Registry(plugins=[...], entry_points=False)``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,15 @@ from .errors import (
     UsageError,
     WriteError,
 )
-from .specs import ReaderSpec, ReadOptions, TransformSpec, WriteOptions, WriterSpec
+from .specs import (
+    CommandSpec,
+    ReaderSpec,
+    ReadOptions,
+    TransformSpec,
+    TransportSpec,
+    WriteOptions,
+    WriterSpec,
+)
 
 if TYPE_CHECKING:
     from .model import Image
@@ -228,6 +238,54 @@ class Registry:
         """Every transform spec of every working plugin."""
         return self._collect("anyconv_transforms", TransformSpec)
 
+    def transports(self) -> list[TransportSpec]:
+        """Every transport spec of every working plugin."""
+        return self._collect("anyconv_transports", TransportSpec)
+
+    def commands(self) -> list[CommandSpec]:
+        """Every extra subcommand of every working plugin."""
+        return self._collect("anyconv_commands", CommandSpec)
+
+    def transport_for(self, url: str) -> TransportSpec:
+        """The transport claiming ``url``'s scheme."""
+        scheme = url_scheme(url)
+        for spec in self.transports():
+            if scheme in spec.schemes:
+                return spec
+        known = ", ".join(sorted(s for t in self.transports() for s in t.schemes)) or "none"
+        raise UsageError(
+            f"{url}: no installed plugin handles {scheme}:// addresses", hint=f"known: {known}"
+        )
+
+    @contextlib.contextmanager
+    def fetched(self, url: str, options: ReadOptions | None = None) -> Iterator[Path]:
+        """Download ``url`` into a temporary folder, yield the local path, then remove it."""
+        spec = self.transport_for(url)
+        if not spec.fetch:
+            raise UsageError(f"{url}: {url_scheme(url)}:// can be written to, not read from")
+        func = load_target(spec.fetch, f"transport {url_scheme(url)}")
+        with tempfile.TemporaryDirectory(prefix="anyconv-fetch-") as tmp:
+            try:
+                local = func(url, Path(tmp), options or ReadOptions())
+            except AnyconvError:
+                raise
+            except Exception as exc:
+                raise ReadError(f"{url}: cannot fetch: {_describe(exc)}") from exc
+            yield Path(local)
+
+    def store(self, files: list[Path], url: str, options: WriteOptions | None = None) -> list[str]:
+        """Send written files to ``url`` with its transport; what was stored, one per line."""
+        spec = self.transport_for(url)
+        if not spec.store:
+            raise UsageError(f"{url}: {url_scheme(url)}:// can be read from, not written to")
+        func = load_target(spec.store, f"transport {url_scheme(url)}")
+        try:
+            return list(func(files, url, options or WriteOptions()))
+        except AnyconvError:
+            raise
+        except Exception as exc:
+            raise WriteError(f"{url}: cannot store: {_describe(exc)}") from exc
+
     def formats(self) -> list[dict[str, Any]]:
         """One entry per format: extensions, read/write, plugin and version."""
         out: dict[str, dict[str, Any]] = {}
@@ -338,9 +396,16 @@ class Registry:
         fmt: str | None = None,
         options: ReadOptions | None = None,
     ) -> list[Image]:
-        """Every image in a file or folder, with lazy data where the format allows."""
-        path = Path(path)
+        """Every image in a file or folder, with lazy data where the format allows.
+
+        A ``scheme://`` address is fetched by its transport plugin and read with its data
+        loaded (the download is removed before this returns).
+        """
         options = options or ReadOptions()
+        if isinstance(path, str) and url_scheme(path):
+            with self.fetched(path, options) as local:
+                return [img.load() for img in self.read(local, fmt=fmt, options=options)]
+        path = Path(path)
         if not path.exists():
             raise ReadError(f"{path}: no such file or folder")
         if path.is_dir():
@@ -422,6 +487,11 @@ class Registry:
         path = Path(path)
         options = options or WriteOptions()
         spec = self.choose_writer(path, fmt).spec
+        if options.set_values and not spec.settable:
+            raise UsageError(
+                f"{spec.format} output takes no --set ({', '.join(sorted(options.set_values))})",
+                hint="--set is for formats with named metadata fields, such as DICOM",
+            )
         stem_targets = [path] + [_companion_path(path, c) for c in spec.companions]
         check_writable(stem_targets, force=force)
         fitted, losses = fit_image(image, spec, lossy=options.lossy)
@@ -463,6 +533,16 @@ class Registry:
     def output_name(self, image: Image, template: str, index: int) -> str:
         """The file stem for one image of several (``anyconv_output_name`` hook)."""
         return self.hook.anyconv_output_name(image=image, template=template, index=index)
+
+
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def url_scheme(text: str) -> str | None:
+    """``dicomweb+http`` for ``dicomweb+http://host/...``; ``None`` for a plain path."""
+    match = _URL.match(text)
+    # one letter before ':' is a Windows drive, not a scheme
+    return match.group(1).lower() if match and len(match.group(1)) > 1 else None
 
 
 def _require_regular(path: Path) -> None:

@@ -102,6 +102,8 @@ class WriterSpec:
     companions: tuple[str, ...] = ()
     options: tuple[OptionSpec, ...] = ()
     sidecar: bool = True
+    #: takes ``--set KEY=VALUE`` (metadata the user sets on the output, in the format's names)
+    settable: bool = False
     plugin: str = ""
 
 
@@ -113,6 +115,39 @@ class TransformSpec:
     load: str
     description: str = ""
     options: tuple[OptionSpec, ...] = ()
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """An extra subcommand (``anyconv NAME ...``) that a plugin brings.
+
+    ``load`` names ``fn(args: list[str]) -> int``: it parses its own arguments and returns the
+    exit code. It is imported only when the command is run, so ``anyconv --help`` stays quick.
+    """
+
+    name: str
+    load: str
+    help: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class TransportSpec:
+    """Images behind a URL (a PACS, a DICOMweb server): fetched before reading, stored after.
+
+    ``schemes`` are URL schemes claimed (``dicomweb+http``). ``fetch`` names
+    ``fn(url: str, dest: Path, options: ReadOptions) -> Path``: it downloads into the empty
+    folder ``dest`` and returns the file or folder the ordinary readers then read. ``store``
+    names ``fn(files: list[Path], url: str, options: WriteOptions) -> list[str]``: it sends
+    files written in ``format`` and returns what it stored (UIDs or URLs), one line each.
+    """
+
+    schemes: tuple[str, ...]
+    fetch: str | None = None
+    store: str | None = None
+    format: str | None = None
+    description: str = ""
     plugin: str = ""
 
 
@@ -143,6 +178,8 @@ class WriteOptions:
     compress_level: int | None = None
     sidecar: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    #: ``--set KEY=VALUE``: metadata to set on the output, named as the writer's format names it
+    set_values: dict[str, str] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return an ``--option`` value."""
