@@ -93,6 +93,12 @@ class Image:
         trip keeps what only that format has.
     losses
         What was dropped or changed on the way, in words.
+    sources
+        Where the voxels came from, for provenance: one dict per input slice or file, with
+        ``path`` and where known ``uid`` (SOP Instance UID), ``class_uid``, ``number``
+        (Instance Number), ``frame`` (1-based, multi-frame files), ``series_uid``,
+        ``study_uid``, and the voxel slice it became: ``axis`` (0-2), ``index`` and
+        ``volume``. Transforms that move voxels keep ``axis``/``index`` in step.
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class Image:
         notes: list[str] | None = None,
         source: str | None = None,
         format: str | None = None,
+        sources: list[dict[str, Any]] | None = None,
     ) -> None:
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
             data = np.asarray(data)
@@ -123,6 +130,7 @@ class Image:
         self.notes = notes if notes is not None else []
         self.source = source
         self.format = format
+        self.sources = sources if sources is not None else []
 
     # -- shape and geometry -------------------------------------------------------------
     @property
@@ -185,6 +193,7 @@ class Image:
         new.extras = copy.deepcopy(self.extras)
         new.losses = list(self.losses)
         new.notes = list(self.notes)
+        new.sources = [dict(s) for s in self.sources]
         for key, value in changes.items():
             if not hasattr(new, key):
                 raise AttributeError(f"Image has no attribute {key!r}")

@@ -129,3 +129,22 @@ def test_cli_reorient_then_nibabel(testdata, tmp_path, run_cli):
     code, _, stderr = run_cli(src, tmp_path / "x.nii", "--reorient", "XYZ")
     assert code == 2
     assert "bad axis codes" in stderr
+
+
+@pytest.mark.parametrize("code", ["RAS", "PIL", "SLA", "ILP"])
+def test_slice_to_instance_map_follows_the_slices(code):
+    img = image_for(ORDERINGS[13])
+    img.sources = [
+        {"path": f"f{k}_{t}", "axis": 2, "index": k, "volume": t}
+        for t in range(img.shape[3])
+        for k in range(img.shape[2])
+    ]
+    out = reorient(img, {"axcodes": code})
+    src, new = img.values(), out.values()
+    for before, after in zip(img.sources, out.sources, strict=True):
+        assert after["path"] == before["path"]
+        old_slice = np.take(src[..., before["volume"]], before["index"], axis=before["axis"])
+        new_slice = np.take(new[..., after["volume"]], after["index"], axis=after["axis"])
+        # the same voxels, whatever in-plane order they now have
+        assert sorted(old_slice.ravel().tolist()) == sorted(new_slice.ravel().tolist())
+    assert img.sources[0]["axis"] == 2  # the input image is not changed

@@ -6,7 +6,9 @@ results match its NIfTI output voxel for voxel. Voxels are decoded lazily, file 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,11 +17,12 @@ from anyconv import geometry
 from anyconv.errors import LossyConversionError, ReadError, UsageError
 from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
+from pydicom.dataset import Dataset
 
 from . import __version__
 from .meta import build_meta
 from .pixels import VolumeProxy, check_sizes
-from .scan import Slice, iter_files, read_header, slices_of
+from .scan import Slice, full_header, iter_files, read_header, slices_of
 from .stack import Volume, build_volumes, correct_tilt, group_slices
 
 log = logging.getLogger("anyconv")
@@ -165,8 +168,9 @@ def to_image(
         notes.append("rescale slope/intercept vary across slices: applied, stored as float32")
     meta = build_meta(vol, affine, proxy.shape, multi_echo=multi_echo)
     acq = str(vol.first.ds.get("MRAcquisitionType", "") or "").upper()
+    rotated = None
     if rotate3d and acq == "3D":
-        affine = _rotate_3d(proxy, affine, meta)
+        affine, rotated = _rotate_3d(proxy, affine, meta)
     meta.bids["ConversionSoftware"] = "anyconv"
     meta.bids["ConversionSoftwareVersion"] = __version__
     img = Image(
@@ -180,7 +184,12 @@ def to_image(
         source=str(vol.first.path),
         format="dicom",
     )
+    header = full_header(vol.first)
+    img.sources = slice_sources(vol, study_uid=str(header.get("StudyInstanceUID", "") or ""))
+    if rotated is not None:
+        _rotate_sources(img.sources, *rotated)
     img.extras["dicom"] = {
+        "header": header_json(header),
         "SeriesInstanceUID": str(vol.first.ds.get("SeriesInstanceUID", "")),
         "files": len({sl.path for row in vol.grid for sl in row}),
         "frame_type": list(vol.first.extra.get("frame_type") or ()),
@@ -195,7 +204,9 @@ _TO_RAS = {"L": (0, True), "R": (0, False), "P": (1, True), "A": (1, False)}
 _TO_RAS |= {"I": (2, True), "S": (2, False)}
 
 
-def _rotate_3d(proxy: VolumeProxy, affine: np.ndarray, meta: Meta) -> np.ndarray:
+def _rotate_3d(
+    proxy: VolumeProxy, affine: np.ndarray, meta: Meta
+) -> tuple[np.ndarray, tuple[list[int], list[bool], tuple[int, ...]] | None]:
     """Store a 3D acquisition with axes permuted/flipped to the closest RAS order.
 
     dcm2niix does this for 3D acquisitions (their slices are an arbitrary choice of the
@@ -203,7 +214,7 @@ def _rotate_3d(proxy: VolumeProxy, affine: np.ndarray, meta: Meta) -> np.ndarray
     """
     codes = geometry.axcodes(affine)
     if "?" in codes:
-        return affine
+        return affine, None
     perm = [0, 0, 0]
     flips = [False, False, False]
     for old, code in enumerate(codes):
@@ -211,7 +222,7 @@ def _rotate_3d(proxy: VolumeProxy, affine: np.ndarray, meta: Meta) -> np.ndarray
         perm[new] = old
         flips[old] = flip
     if perm == [0, 1, 2] and not any(flips):
-        return affine
+        return affine, None
     dims = proxy.shape[:3]
     to_old = np.zeros((4, 4))
     to_old[3, 3] = 1.0
@@ -237,7 +248,77 @@ def _rotate_3d(proxy: VolumeProxy, affine: np.ndarray, meta: Meta) -> np.ndarray
         if flips[old] and meta.slice_timing:
             meta.slice_timing = list(reversed(meta.slice_timing))
             meta.bids["SliceTiming"] = meta.slice_timing
-    return affine @ to_old
+    return affine @ to_old, (perm, flips, tuple(dims))
+
+
+def slice_sources(vol: Volume, study_uid: str = "") -> list[dict]:
+    """Which file (and frame) each stored slice came from: the slice-to-instance map.
+
+    Slices are ``grid[t][k]``: voxel axis 2, index k, volume t (before any 3D rotation).
+    """
+    out = []
+    for t, row in enumerate(vol.grid):
+        for k, sl in enumerate(row):
+            ds = sl.ds
+            entry: dict = {"path": str(sl.path), "axis": 2, "index": k, "volume": t}
+            for key, name in (
+                ("uid", "SOPInstanceUID"),
+                ("class_uid", "SOPClassUID"),
+                ("series_uid", "SeriesInstanceUID"),
+            ):
+                value = ds.get(name)
+                if value:
+                    entry[key] = str(value)
+            if study_uid:
+                entry["study_uid"] = study_uid
+            with contextlib.suppress(TypeError, ValueError):
+                entry["number"] = int(ds.get("InstanceNumber"))
+            if sl.frame is not None:
+                entry["frame"] = int(sl.frame) + 1
+            if sl.tile is not None:
+                entry["tile"] = int(sl.tile)
+            out.append(entry)
+    return out
+
+
+def _rotate_sources(
+    sources: list[dict], perm: list[int], flips: list[bool], dims: tuple[int, ...]
+) -> None:
+    """Follow a 3D rotation: slices stored along old axis 2 now lie along another axis."""
+    new_axis = perm.index(2)
+    for entry in sources:
+        k = entry["index"]
+        entry["axis"] = new_axis
+        entry["index"] = dims[2] - 1 - k if flips[2] else k
+
+
+#: Not carried in ``extras["dicom"]["header"]``: pixels, per-frame groups (rebuilt by any
+#: writer) and file meta; binary values over 1 KiB (vendor blobs) are left out too.
+_NOT_CARRIED = {0x52009230, 0x7FE00008, 0x7FE00009, 0x7FE00010, 0xFFFCFFFC}
+_BULK_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+
+
+def header_json(ds: Dataset) -> dict:
+    """The first instance's attributes in the DICOM JSON model (PS3.18 F.2).
+
+    Format-neutral on purpose: a DICOM writer carries them over, the anonymizer scrubs them,
+    and neither needs this plugin to read them.
+    """
+    out: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for tag in list(ds.keys()):
+            if tag in _NOT_CARRIED or tag.group == 0x0002:
+                continue
+            try:
+                elem = ds[tag]
+                value = elem.value
+                if elem.VR in _BULK_VRS and isinstance(value, bytes) and len(value) > 1024:
+                    continue
+                out[f"{int(tag):08X}"] = elem.to_json_dict(None, 1 << 20)
+            except Exception:  # noqa: BLE001 - a value JSON cannot express is not carried
+                log.debug("%s: %s not carried", ds.get("filename"), tag)
+    return out
 
 
 def regular_grid(

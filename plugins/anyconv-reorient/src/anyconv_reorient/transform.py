@@ -103,6 +103,13 @@ def _update_meta(image: Image, plan: list[tuple[int, bool]], old_shape: tuple[in
             meta.slice_timing = list(reversed(meta.slice_timing))
             if "SliceTiming" in meta.bids:
                 meta.bids["SliceTiming"] = list(meta.slice_timing)
+    # the slice-to-instance map follows its slices to their new axis and index
+    for entry in image.sources:
+        axis, index = entry.get("axis"), entry.get("index")
+        if axis in new_of_old and isinstance(index, int):
+            new, flip = new_of_old[axis]
+            entry["axis"] = new
+            entry["index"] = old_shape[axis] - 1 - index if flip else index
 
 
 def _map_direction(value: Any, new_of_old: dict[int, tuple[int, bool]]) -> Any:
