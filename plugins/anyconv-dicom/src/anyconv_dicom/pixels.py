@@ -20,7 +20,7 @@ from anyconv.errors import ReadError
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: TID253 - only reader.py imports this module
 
-from .scan import Slice
+from .scan import Slice, hval
 from .stack import Volume
 
 #: Largest plausible lossless compression ratio before a header is taken for corrupt.
@@ -54,13 +54,13 @@ def stored_dtype(ds: Dataset) -> np.dtype:
         return np.dtype(np.float32)
     if "DoubleFloatPixelData" in ds:
         return np.dtype(np.float64)
-    bits = int(ds.get("BitsAllocated", 16) or 16)
-    stored = int(ds.get("BitsStored", bits) or bits)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits = int(hval(ds, "BitsAllocated", 16) or 16)
+    stored = int(hval(ds, "BitsStored", bits) or bits)
+    signed = int(hval(ds, "PixelRepresentation", 0) or 0) == 1
     if bits == 1:
         return np.dtype(np.uint8)
     size = {8: 1, 16: 2, 32: 4, 64: 8}.get(bits, 2)
-    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+    if int(hval(ds, "SamplesPerPixel", 1) or 1) > 1:
         return np.dtype(f"u{size}")
     if not signed and stored < bits:
         return np.dtype(f"i{size}")  # fits, and NIfTI tools prefer signed (as dcm2niix)
@@ -278,25 +278,25 @@ def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndar
     pydicom decodes it instead.
     """
     meta = getattr(ds, "file_meta", None)
-    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    ts = str(hval(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     order = _NATIVE.get(ts)
-    bits = int(ds.get("BitsAllocated", 0) or 0)
-    stored = int(ds.get("BitsStored", bits) or bits)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits = int(hval(ds, "BitsAllocated", 0) or 0)
+    stored = int(hval(ds, "BitsStored", bits) or bits)
+    signed = int(hval(ds, "PixelRepresentation", 0) or 0) == 1
     if (
         order is None
         or bits not in (8, 16, 32)
-        or int(ds.get("SamplesPerPixel", 1) or 1) != 1
-        or (signed and stored != bits)
+        or int(hval(ds, "SamplesPerPixel", 1) or 1) != 1
+        or not 1 <= stored <= bits
         or "FloatPixelData" in ds
         or getattr(ds, "_anyconv_float", None) is not None
     ):
         return None
     try:
-        nframes = int(ds.get("NumberOfFrames", 1) or 1)
+        nframes = int(hval(ds, "NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         return None
-    rows, cols = int(ds.Rows), int(ds.Columns)
+    rows, cols = int(hval(ds, "Rows")), int(hval(ds, "Columns"))
     itemsize = bits // 8
     nbytes = rows * cols * nframes * itemsize
     length = nbytes + (nbytes & 1)
@@ -330,7 +330,15 @@ def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndar
             got = fh.readinto(memoryview(buf).cast("B"))
     except OSError:
         return None
-    return buf if got == nbytes else None
+    if got != nbytes:
+        return None
+    if signed and stored < bits:
+        # Two's complement in BitsStored bits: the sign bit fills the unused high bits
+        # (whatever they held), as pydicom's decoder does. Shifts work in place.
+        unused = bits - stored
+        np.left_shift(buf, unused, out=buf)
+        np.right_shift(buf, unused, out=buf)
+    return buf
 
 
 def _pick(frames: np.ndarray, sl: Slice, path: Path) -> np.ndarray:

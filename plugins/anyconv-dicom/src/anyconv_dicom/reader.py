@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from . import __version__
 from .meta import build_meta
 from .pixels import VolumeProxy, check_sizes
-from .scan import Slice, full_header, iter_files, read_header, slices_of
+from .scan import Slice, full_header, hval, iter_files, read_header, slices_of
 from .stack import Volume, build_volumes, correct_tilt, group_slices
 
 log = logging.getLogger("anyconv")
@@ -266,13 +266,13 @@ def slice_sources(vol: Volume, study_uid: str = "") -> list[dict]:
                 ("class_uid", "SOPClassUID"),
                 ("series_uid", "SeriesInstanceUID"),
             ):
-                value = ds.get(name)
+                value = hval(ds, name)
                 if value:
                     entry[key] = str(value)
             if study_uid:
                 entry["study_uid"] = study_uid
             with contextlib.suppress(TypeError, ValueError):
-                entry["number"] = int(ds.get("InstanceNumber"))
+                entry["number"] = int(hval(ds, "InstanceNumber"))
             if sl.frame is not None:
                 entry["frame"] = int(sl.frame) + 1
             if sl.tile is not None:

@@ -23,6 +23,7 @@ from pydicom.multival import MultiValue  # noqa: TID253 - only reader.py imports
 from pydicom.tag import BaseTag  # noqa: TID253 - only reader.py imports this module
 
 from .csa import csa_float, csa_floats, parse_csa
+from .fastread import read_header_fast
 
 log = logging.getLogger("anyconv")
 
@@ -121,13 +122,26 @@ def read_header(path: Path, skipped: list[str] | None = None) -> Dataset | None:
     if not looks_like_dicom(head):
         _skip(skipped, path, "not a DICOM file")
         return None
+    fast = None
+    if head[128:132] == b"DICM":
+        try:
+            fast = read_header_fast(path, path.stat().st_size)
+        except OSError:
+            fast = None
     try:
-        with path.open("rb") as fh:
-            ds = pydicom.dcmread(
-                fh, stop_before_pixels=True, defer_size=DEFER_SIZE, force=head[128:132] != b"DICM"
-            )
-            # pydicom stops right before the pixel element: which one is it?
-            tag = fh.read(4)
+        if fast is not None:
+            ds, pixel_tag = fast
+            tag = _PIXEL_TAG_BYTES.get(pixel_tag, b"")
+        else:
+            with path.open("rb") as fh:
+                ds = pydicom.dcmread(
+                    fh,
+                    stop_before_pixels=True,
+                    defer_size=DEFER_SIZE,
+                    force=head[128:132] != b"DICM",
+                )
+                # pydicom stops right before the pixel element: which one is it?
+                tag = fh.read(4)
         ds.filename = str(path)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct_error()) as exc:
         _skip(skipped, path, "corrupt DICOM header: %s", _one_line(exc))
@@ -151,6 +165,13 @@ def read_header(path: Path, skipped: list[str] | None = None) -> Dataset | None:
             log.warning("skipping %s: DICOM without an image (SOP class %s)", path, sop or "?")
         return None
     return ds
+
+
+_PIXEL_TAG_BYTES = {
+    0x7FE00010: b"\xe0\x7f\x10\x00",
+    0x7FE00008: b"\xe0\x7f\x08\x00",
+    0x7FE00009: b"\xe0\x7f\x09\x00",
+}
 
 
 def _implausible_lengths(ds: Dataset, path: Path) -> str | None:
@@ -181,20 +202,130 @@ def _one_line(exc: BaseException) -> str:
 
 
 # -- small readers of header values ----------------------------------------------------------
+#: VRs whose values are ASCII by definition: decoded without the character-set machinery.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+#: Text VRs decoded here only when their bytes are plain ASCII (the same in every charset).
+_TEXT_VRS = frozenset({"LO", "SH", "PN", "ST", "LT"})
+_SINGLE_VRS = frozenset({"ST", "LT", "UT"})
+_BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_TAGS: dict[str, int | None] = {}
+_MISSING = object()
+
+
+def hval(ds: Dataset, keyword: str, default: Any = None) -> Any:
+    """``ds.get(keyword, default)``, fast for the plain elements every slice is asked for.
+
+    pydicom converts a raw element through several layers on each first access, which was
+    most of the header scan of a 7,200-file series. Plain ASCII strings, numbers and binary
+    integers/floats are converted here from the raw bytes (and cached on the dataset); any
+    other element (sequences, non-ASCII text, ambiguous VRs) goes through pydicom as before.
+    Numbers come back as ``float``/``int`` or lists of them, strings as ``str`` or lists.
+    """
+    tag = _TAGS.get(keyword, _MISSING)
+    if tag is _MISSING:
+        tag = tag_for_keyword(keyword)
+        _TAGS[keyword] = tag
+    raw_dict = getattr(ds, "_dict", None)
+    if tag is None or raw_dict is None:
+        return ds.get(keyword, default)
+    cache = ds.__dict__.get("_anyconv_values")
+    if cache is None:
+        cache = {}
+        object.__setattr__(ds, "_anyconv_values", cache)
+    if tag in cache:
+        return cache[tag]
+    elem = raw_dict.get(tag)
+    if elem is None:
+        return default
+    out = _convert_raw(elem, tag) if type(elem).__name__ == "RawDataElement" else _MISSING
+    if out is _MISSING:
+        out = ds.get(keyword, default)
+    cache[tag] = out
+    return out
+
+
+def _convert_raw(elem: Any, tag: int) -> Any:
+    """A raw element's value from its bytes, or ``_MISSING`` to let pydicom do it."""
+    vr = elem.VR
+    if vr is None:
+        vr = _dictionary_vr(tag)
+    raw = elem.value
+    if raw is None or not isinstance(raw, bytes):
+        return _MISSING
+    if vr in _BINARY_VRS:
+        code = _BINARY_VRS[vr]
+        size = struct_calcsize(code)
+        if len(raw) % size:
+            return _MISSING
+        n = len(raw) // size
+        if n == 0:
+            return None
+        values = struct_unpack(f"{'<' if elem.is_little_endian else '>'}{n}{code}", raw)
+        return values[0] if n == 1 else list(values)
+    if vr in _ASCII_VRS:
+        text = raw.decode("latin-1").strip(" \x00")
+    elif vr in _TEXT_VRS and raw.isascii() and b"\x1b" not in raw:
+        text = raw.decode("ascii").rstrip(" \x00")
+    else:
+        return _MISSING
+    if text == "":
+        return ""
+    parts = [text] if vr in _SINGLE_VRS else [p.strip(" \x00") for p in text.split("\\")]
+    if vr == "DS":
+        try:
+            parts = [float(p) for p in parts]
+        except ValueError:
+            return _MISSING
+    elif vr == "IS":
+        try:
+            parts = [int(p) if p.lstrip("+-").isdigit() else int(float(p)) for p in parts]
+        except ValueError:
+            return _MISSING
+    return parts[0] if len(parts) == 1 else parts
+
+
+_VR_CACHE: dict[int, str | None] = {}
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    """The data dictionary's VR (implicit VR files), ``None`` if unknown or ambiguous."""
+    if tag not in _VR_CACHE:
+        from pydicom.datadict import dictionary_VR
+
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = None
+        _VR_CACHE[tag] = vr if vr and " " not in vr else None
+    return _VR_CACHE[tag]
+
+
+def struct_calcsize(code: str) -> int:
+    """Size of one binary value."""
+    return {"H": 2, "h": 2, "I": 4, "i": 4, "f": 4, "d": 8}[code]
+
+
+def struct_unpack(fmt: str, raw: bytes) -> tuple:
+    """``struct.unpack`` (imported once)."""
+    import struct
+
+    return struct.unpack(fmt, raw)
+
+
 def fnum(ds: Dataset, keyword: str, default: float | None = None) -> float | None:
     """A numeric element as float (first value), or ``default``."""
     try:
-        value = ds.get(keyword)
+        value_ = hval(ds, keyword)
     except Exception:  # noqa: BLE001 - a malformed DS/IS value
         return default
-    if value is None or value == "":
+    if value_ is None or value_ == "":
         return default
-    if isinstance(value, (list, tuple, MultiValue)):
-        if not value:
+    if isinstance(value_, (list, tuple, MultiValue)):
+        if not value_:
             return default
-        value = value[0]
+        value_ = value_[0]
     try:
-        out = float(value)
+        out = float(value_)
     except (TypeError, ValueError):
         return default
     return out if math.isfinite(out) else default
@@ -203,10 +334,12 @@ def fnum(ds: Dataset, keyword: str, default: float | None = None) -> float | Non
 def fvec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
     """A multi-valued numeric element of exactly ``n`` values, or ``None``."""
     try:
-        value = ds.get(keyword)
-        if value is None:
+        got = hval(ds, keyword)
+        if got is None:
             return None
-        arr = np.asarray([float(v) for v in value], dtype=np.float64)
+        if not isinstance(got, (list, tuple, MultiValue)):
+            got = [got]
+        arr = np.asarray([float(v) for v in got], dtype=np.float64)
     except (TypeError, ValueError):
         return None
     if arr.shape != (n,) or not np.all(np.isfinite(arr)):
@@ -263,19 +396,19 @@ def tm_seconds(value: Any) -> float | None:
 def image_type(ds: Dataset) -> tuple[str, ...]:
     """ImageType values, upper case."""
     try:
-        value = ds.get("ImageType")
+        got = hval(ds, "ImageType")
     except Exception:  # noqa: BLE001
         return ()
-    if value is None:
+    if got is None:
         return ()
-    if isinstance(value, str):
-        value = value.split("\\")
-    return tuple(str(v).upper() for v in value)
+    if isinstance(got, str):
+        got = got.split("\\")
+    return tuple(str(v).upper() for v in got)
 
 
 def manufacturer(ds: Dataset) -> str:
     """Short vendor name as dcm2niix writes it (Siemens, GE, Philips, Canon...)."""
-    text = str(ds.get("Manufacturer", "")).upper()
+    text = str(hval(ds, "Manufacturer", "") or "").upper()
     for key, name in (
         ("SIEMENS", "Siemens"),
         ("GE ", "GE"),
@@ -289,7 +422,7 @@ def manufacturer(ds: Dataset) -> str:
     ):
         if text.startswith(key) or key.strip() in text.split():
             return name
-    return str(ds.get("Manufacturer", "")).strip() or "Unknown"
+    return str(hval(ds, "Manufacturer", "") or "").strip() or "Unknown"
 
 
 def _seq_item(ds: Dataset | None, keyword: str) -> Dataset | None:
@@ -325,7 +458,7 @@ def slices_of(path: Path, ds: Dataset) -> list[Slice]:
     ``full_header`` reads the whole header again for the one slice that describes a volume.
     """
     try:
-        nframes = int(ds.get("NumberOfFrames", 1) or 1)
+        nframes = int(hval(ds, "NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         nframes = 1
     _check_frames(path, ds, nframes)
@@ -357,13 +490,13 @@ def _check_frames(path: Path, ds: Dataset, nframes: int) -> None:
         size = path.stat().st_size
     except OSError:
         return
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows, cols = int(hval(ds, "Rows", 0) or 0), int(hval(ds, "Columns", 0) or 0)
     if rows < 1 or cols < 1:
         raise ValueError(f"image of {rows} x {cols} pixels")
     meta = getattr(ds, "file_meta", None)
-    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    bits = int(ds.get("BitsAllocated", 16) or 16)
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    ts = str(hval(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+    bits = int(hval(ds, "BitsAllocated", 16) or 16)
+    spp = int(hval(ds, "SamplesPerPixel", 1) or 1)
     per_frame = max(rows * cols * spp * bits // 8, 1) if ts in _NATIVE_TS or not ts else 2
     if nframes * per_frame > size + 1024:
         raise ValueError(f"{nframes} frame(s) of {rows} x {cols} cannot fit in a {size}-byte file")
@@ -452,17 +585,17 @@ def full_header(sl: Slice) -> Dataset:
 
 
 def _common_key(ds: Dataset) -> tuple:
-    sop = str(ds.get("SOPClassUID", ""))
+    sop = str(hval(ds, "SOPClassUID", "") or "")
     return (
-        str(ds.get("SeriesInstanceUID", "")),
+        str(hval(ds, "SeriesInstanceUID", "") or ""),
         sop,
-        int(ds.get("SamplesPerPixel", 1) or 1),
-        int(ds.get("BitsAllocated", 16) or 16),
+        int(hval(ds, "SamplesPerPixel", 1) or 1),
+        int(hval(ds, "BitsAllocated", 16) or 16),
     )
 
 
 def _classic_slice(path: Path, ds: Dataset) -> Slice:
-    rows, cols = int(ds.Rows), int(ds.Columns)
+    rows, cols = int(hval(ds, "Rows")), int(hval(ds, "Columns"))
     iop = valid_orientation(fvec(ds, "ImageOrientationPatient", 6))
     ipp = fvec(ds, "ImagePositionPatient", 3)
     ps = fvec(ds, "PixelSpacing", 2)
@@ -489,7 +622,7 @@ def _classic_slice(path: Path, ds: Dataset) -> Slice:
         inter=inter,
         echo_time=te,
         echo_number=int(echo_num) if echo_num is not None else None,
-        acq_time=tm_seconds(ds.get("AcquisitionTime")),
+        acq_time=tm_seconds(hval(ds, "AcquisitionTime")),
         thickness=fnum(ds, "SliceThickness"),
         between=fnum(ds, "SpacingBetweenSlices"),
     )
@@ -514,8 +647,8 @@ def _classic_slice(path: Path, ds: Dataset) -> Slice:
     acq_number = fnum(ds, "AcquisitionNumber")
     if temporal is not None or acq_number is not None:
         sl.extra["vol_key"] = (temporal or 0.0, acq_number or 0.0)
-    sl.extra["uid"] = str(ds.get("SOPInstanceUID", "")) or str(path)
-    sl.extra["numbered"] = ds.get("InstanceNumber") not in (None, "")
+    sl.extra["uid"] = str(hval(ds, "SOPInstanceUID", "") or "") or str(path)
+    sl.extra["numbered"] = hval(ds, "InstanceNumber") not in (None, "")
     sl.order = (
         fnum(ds, "TemporalPositionIdentifier", 0) or 0,
         fnum(ds, "InstanceNumber", 0) or 0,
