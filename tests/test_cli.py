@@ -272,18 +272,22 @@ def test_library_warnings_do_not_reach_stderr(testdata, tmp_path, run_cli):
 
 
 def test_info_lists_series_first_and_survives_a_closed_pipe(testdata):
+    """A folder starts with its patient/study/series tree (docs/study.md)."""
     import subprocess
 
     from anyconv.testing.fixtures import anyconv_executable
 
     src = testdata / "dicom/philips_achieva_enhanced_fieldmap"
     proc = subprocess.run(
-        f"'{anyconv_executable()}' info '{src}' | head -2",
+        f"'{anyconv_executable()}' info '{src}' | head -5",
         shell=True, capture_output=True, text=True, check=False,
     )  # fmt: skip
     lines = proc.stdout.splitlines()
-    assert lines[0].split()[:3] == ["#", "series", "modality"]
-    assert "801" in lines[1]
+    assert lines[0].startswith("Patient ROGERS_20180526")
+    assert lines[1].split()[:2] == ["Study", "2018-05-26"]
+    assert lines[3].split()[:3] == ["series", "modality", "instances"]
+    assert lines[4].split()[:3] == ["801", "MR", "1"]
+    assert "801_B0_NS.nii.gz, 801_B0_NS_fieldmaphz.nii.gz" in lines[4]
     assert "Traceback" not in proc.stderr
     assert "internal error" not in proc.stderr
 

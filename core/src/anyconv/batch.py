@@ -58,6 +58,17 @@ class BatchSettings:
     #: a base64 PNG thumbnail per series in ``UnitResult.series`` (for the QC report; taken
     #: out before the journal and the JSON report)
     thumbnail: bool = False
+    #: a provenance record per series in ``UnitResult.series`` (checksums taken in the
+    #: worker; taken out and written to the index by the parent)
+    provenance: bool = False
+
+    def recorded_options(self) -> dict[str, Any]:
+        """The settings as the provenance index records them."""
+        keep = asdict(self)
+        for key in ("transforms", "thumbnail", "provenance"):
+            keep.pop(key)
+        keep["extra"] = dict(self.extra)
+        return {"command": "batch", **keep}
 
 
 @dataclass
@@ -213,6 +224,7 @@ def convert_unit(unit: Unit, settings: BatchSettings, overwrite: bool) -> UnitRe
         dst_is_folder=True,
         preview=settings.preview,
         thumbnail=settings.thumbnail,
+        checksums=settings.provenance,
     )
     try:
         for written in convert(_registry(), req):
@@ -230,6 +242,15 @@ def convert_unit(unit: Unit, settings: BatchSettings, overwrite: bool) -> UnitRe
                 series["preview"] = str(written.preview)
             if written.thumbnail is not None:
                 series["thumbnail"] = base64.b64encode(written.thumbnail).decode("ascii")
+            if settings.provenance:
+                from .provenance import describe
+
+                series["provenance"] = describe(
+                    written,
+                    _registry(),
+                    options=settings.recorded_options(),
+                    transforms=req.transforms,
+                )
             result.series.append(series)
     except AnyconvError as exc:
         result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
@@ -319,6 +340,8 @@ def run_batch(
     scheduler: str | None = None,
     on_progress: Callable[[int, int, UnitResult | None], None] | None = None,
     qc_report: Path | None = None,
+    index: Path | None = None,
+    index_linkage: bool = False,
 ) -> BatchSummary:
     """Convert every unit under ``sources`` into ``settings.out_dir``.
 
@@ -326,7 +349,11 @@ def run_batch(
     ``"local"`` for a local Dask cluster. With ``resume``, units the journal lists as done (and
     whose outputs exist) are skipped, and the others are redone, replacing what an
     interrupted run may have left. ``qc_report``: a self-contained HTML page with one row per
-    output series (see ``anyconv.qc``).
+    output series (see ``anyconv.qc``). ``index``: a provenance index (SQLite) that gets one
+    entry per output of each converted unit (``anyconv.provenance``); written by this
+    process only, as results arrive, so workers (or remote Dask workers) never contend for
+    the file and an entry exists only for outputs a worker finished writing. With
+    ``resume``, units done by the earlier run are not recorded again.
     """
     start = time.monotonic()
     out_dir = Path(settings.out_dir)
@@ -358,6 +385,12 @@ def run_batch(
         else:
             todo.append(unit)
     overwrite = force or resume
+    provenance = None
+    if index is not None:
+        from .provenance import ProvenanceIndex
+
+        provenance = ProvenanceIndex(index, linkage=index_linkage, command=["batch"])
+        settings = dataclasses.replace(settings, provenance=True)
     journal = Journal(journal_path)
     qc = None
     if qc_report is not None:
@@ -376,6 +409,11 @@ def run_batch(
     try:
         for result in _execute(todo, settings, overwrite, jobs, scheduler):
             thumbnails = [s.pop("thumbnail", None) for s in result.series]
+            records = [s.pop("provenance", None) for s in result.series]
+            if provenance is not None and result.status == "ok":
+                for entry in records:
+                    if entry is not None:
+                        provenance.add(entry)
             record = asdict(result)
             journal.append(record)
             if qc is not None:
@@ -394,6 +432,8 @@ def run_batch(
                 on_progress(finished, len(units), result)
     finally:
         journal.close()
+        if provenance is not None:
+            provenance.close()
         summary.seconds = time.monotonic() - start
         if report_fh:
             report_fh.write(json.dumps({"summary": asdict(summary)}) + "\n")

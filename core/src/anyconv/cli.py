@@ -246,6 +246,23 @@ PreviewOpt = Annotated[
     bool,
     typer.Option("--preview", help="Also write an orientation-labelled PNG beside each output."),
 ]
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        help="Record provenance in this SQLite file: per output its input files and UIDs, "
+        "slice-to-instance map, versions, options, transforms, warnings and SHA-256 "
+        "(see `anyconv index query`).",
+    ),
+]
+IndexLinkageOpt = Annotated[
+    bool,
+    typer.Option(
+        "--index-linkage",
+        help="With --index and de-identified outputs: also keep the original identifiers "
+        "and input paths, in the index's separate linkage table.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")]
@@ -295,6 +312,8 @@ def convert(
             "(DICOM: keyword or tag, e.g. PatientName=Doe^J).",
         ),
     ] = None,
+    index: IndexOpt = None,
+    index_linkage: IndexLinkageOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -305,13 +324,22 @@ def convert(
     """Convert INPUT to OUTPUT (format from the suffix, or --to)."""
     _setup_logging(quiet, verbose, debug)
     extra = _parse_pairs(option)
-    with _reported(debug):
+    if index_linkage and index is None:
+        raise typer.BadParameter("--index-linkage needs --index FILE.sqlite")
+    with _reported(debug), contextlib.ExitStack() as stack:
         from . import get_registry
         from .pipeline import ConvertRequest
         from .pipeline import convert as run
         from .registry import url_scheme
         from .specs import ReadOptions, WriteOptions
 
+        provenance = None
+        if index is not None:  # opened first: an unwritable index stops before converting
+            from .provenance import ProvenanceIndex
+
+            provenance = stack.enter_context(
+                ProvenanceIndex(index, linkage=index_linkage, command=["convert"])
+            )
         req = ConvertRequest(
             src=input if url_scheme(input) else Path(input),
             dst=output if url_scheme(output) else Path(output),
@@ -333,9 +361,37 @@ def convert(
             ),
             transforms=list(ctx.meta.get(_TRANSFORMS_KEY, [])),
             preview=preview,
+            checksums=provenance is not None,
         )
         say = (lambda line: typer.echo(line, err=True)) if explain else None
-        results = run(get_registry(), req, explain=say)
+        registry = get_registry()
+        results = run(registry, req, explain=say)
+        if provenance is not None:
+            from .provenance import describe
+
+            recorded = {
+                "command": "convert",
+                "to": to,
+                "from": from_,
+                "name": name,
+                "force": force,
+                "lossy": lossy,
+                "sidecar": sidecar,
+                "compress_level": compress_level,
+                "preview": preview,
+                "options": extra,
+                "set": req.write_options.set_values,
+            }
+            for result in results:
+                provenance.add(
+                    describe(
+                        result,
+                        registry,
+                        options=recorded,
+                        transforms=req.transforms,
+                        destination=output if url_scheme(output) else None,
+                    )
+                )
         log = logging.getLogger("anyconv")
         for result in results:
             for loss in result.losses:
@@ -393,6 +449,8 @@ def batch(
             "warnings, status.",
         ),
     ] = None,
+    index: IndexOpt = None,
+    index_linkage: IndexLinkageOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -401,6 +459,8 @@ def batch(
     _setup_logging(quiet, verbose, debug)
     if len(paths) < 2:
         raise typer.BadParameter("give at least one SRC and the OUT_DIR")
+    if index_linkage and index is None:
+        raise typer.BadParameter("--index-linkage needs --index FILE.sqlite")
     extra = _parse_pairs(option)
     with _reported(debug):
         from . import get_registry
@@ -431,11 +491,15 @@ def batch(
                 scheduler="local" if dask and scheduler is None else scheduler,
                 on_progress=on_progress,
                 qc_report=qc_report,
+                index=index,
+                index_linkage=index_linkage,
             )
         if not quiet:
             typer.echo(summary.line(), err=True)
             if qc_report is not None:
                 typer.echo(f"QC report: {qc_report}", err=True)
+            if index is not None:
+                typer.echo(f"provenance index: {index}", err=True)
         if summary.failed:
             raise typer.Exit(summary.first_exit_code or 1)
 
@@ -508,24 +572,78 @@ def info(
     input: Annotated[
         Path, typer.Argument(help="File or folder.", show_default=False, metavar="INPUT")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (list if several).")] = (
-        False
-    ),
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="JSON: one object for a file; for a folder (or --tree) the nested "
+            "patient/study/series tree with each image under its series.",
+        ),
+    ] = False,
+    tree: Annotated[
+        bool,
+        typer.Option("--tree", help="Show the patient/study/series tree for a file too."),
+    ] = False,
+    fhir: Annotated[
+        bool,
+        typer.Option("--fhir", help="Print one FHIR R4 ImagingStudy per study (JSON list)."),
+    ] = False,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Output format the names are shown for.")
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Output name template the names are shown for.")
+    ] = "{auto}",
     from_: Annotated[str | None, typer.Option("--from", help="Input format id.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks for errors.")] = False,
 ) -> None:
-    """Describe an image: format, shape, dtype, zooms, RAS affine, axis codes, metadata."""
+    """Describe an image: format, shape, dtype, zooms, RAS affine, axis codes, metadata.
+
+    A folder is shown as a Patient -> Study -> Series tree (instances, size, and the file
+    each series would become), then each image.
+    """
     _setup_logging(False, False, debug)
     with _reported(debug):
         from . import get_registry
+        from . import study as st
 
-        images = get_registry().read(input, fmt=from_)
+        registry = get_registry()
+        images = registry.read(input, fmt=from_)
+        if fhir:
+            resources = st.imaging_studies(st.build_tree(images))
+            if not resources:
+                from .errors import UsageError
+
+                raise UsageError(
+                    f"{input}: no study with a Study Instance UID",
+                    hint="FHIR ImagingStudy needs study, series and instance UIDs",
+                )
+            typer.echo(json.dumps(resources, indent=2))
+            return
         summaries = [_image_summary(img) for img in images]
+        show_tree = tree or input.is_dir()
+        patients = None
+        if show_tree:
+            from .pipeline import ConvertRequest, plan_outputs
+
+            req = ConvertRequest(
+                src=input, dst=Path(), dst_is_folder=True, to_fmt=to, name_template=name
+            )
+            names = [p.name for p in plan_outputs(registry, images, req)]
+            patients = st.build_tree(images, names)
         if as_json:
-            payload: Any = summaries[0] if len(summaries) == 1 else summaries
+            payload: Any
+            if patients is not None:
+                payload = st.tree_dict(patients, summaries)
+            else:
+                payload = summaries[0] if len(summaries) == 1 else summaries
             typer.echo(json.dumps(payload, indent=2, default=str))
             return
-        if len(summaries) > 1:
+        if patients is not None:
+            for line in st.tree_lines(patients):
+                typer.echo(line)
+            typer.echo("")
+        elif len(summaries) > 1:
             for line in _series_table(summaries):
                 typer.echo(line)
             typer.echo("")
@@ -627,6 +745,70 @@ def preview(
                 raise ReadError(f"{what}: corrupt or truncated voxel data: {exc}") from exc
             if not quiet:
                 typer.echo(str(path))
+
+
+index_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Read a provenance index written by convert/batch --index FILE.sqlite.",
+)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("query")
+def index_query(
+    file: Annotated[
+        Path, typer.Argument(help="The index.", show_default=False, metavar="FILE.sqlite")
+    ],
+    series: Annotated[
+        str | None, typer.Option("--series", help="Outputs made from this Series Instance UID.")
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Outputs made from this Study Instance UID.")
+    ] = None,
+    instance: Annotated[
+        str | None,
+        typer.Option("--instance", help="Outputs made from this SOP Instance UID."),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help="What this output file came from (path, or its tail)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Full records as a JSON list (inputs, versions...).")
+    ] = False,
+    slices: Annotated[
+        bool, typer.Option("--slices", help="With --json: include the slice-to-instance map.")
+    ] = False,
+    linkage: Annotated[
+        bool,
+        typer.Option("--linkage", help="With --json: include the linkage table's rows, if any."),
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Which output came from which inputs: filters combine; none lists everything."""
+    _setup_logging(False, False, debug)
+    with _reported(debug):
+        from . import provenance
+
+        found = provenance.query(
+            file,
+            series=series,
+            study=study,
+            instance=instance,
+            output=output,
+            slices=slices,
+            linkage=linkage,
+        )
+        if as_json:
+            typer.echo(json.dumps(found, indent=2))
+        elif found:
+            for line in provenance.table_lines(found):
+                typer.echo(line)
+        else:
+            typer.echo("anyconv: no entry matches", err=True)
 
 
 @app.command()

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import AnyconvError, ReadError, UsageError
 from .model import Image
@@ -39,6 +40,9 @@ class ConvertRequest:
     preview: bool = False
     #: keep a small preview PNG of each image in ``Written.thumbnail`` (for a QC report)
     thumbnail: bool = False
+    #: SHA-256 of every file written, in ``Written.checksums`` (for the provenance index);
+    #: taken right after writing, before a ``scheme://`` output's temporary files go
+    checksums: bool = False
 
 
 @dataclass
@@ -53,6 +57,14 @@ class Written:
     thumbnail: bytes | None = None
     #: for an output sent to a ``scheme://`` address: what the transport stored (UIDs, URLs)
     stored: list[str] = field(default_factory=list)
+    #: the image's slice-to-instance map (``Image.sources``) after transforms
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    #: the input it was read from, and the reader and writer format ids
+    source: str | None = None
+    reader: str | None = None
+    writer: str | None = None
+    #: file path -> (size in bytes, SHA-256 hex), when ``ConvertRequest.checksums``
+    checksums: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 def geometry_summary(image: Image) -> dict[str, object]:
@@ -197,8 +209,21 @@ def _convert_local(
             files = registry.write(
                 image, out, fmt=req.to_fmt, force=req.force, options=req.write_options
             )
-            written = Written(files, list(image.losses), list(image.notes), geometry_summary(image))
+            written = Written(
+                files,
+                list(image.losses),
+                list(image.notes),
+                geometry_summary(image),
+                sources=[dict(entry) for entry in image.sources],
+                source=image.source,
+                reader=image.format,
+                writer=registry.choose_writer(out, req.to_fmt).spec.format,
+            )
             results.append(written)
+            if req.checksums:
+                from .provenance import file_digest
+
+                written.checksums = {str(f): file_digest(f) for f in files}
             if req.preview or req.thumbnail:
                 _add_previews(image, written, req)
     except BaseException:
