@@ -295,6 +295,11 @@ class ProvenanceIndex:
         deidentified = bool(record.get("deidentified")) or any("linkage" in s for s in sources)
         source = record.get("source")
         paths = {str(s["path"]) for s in sources if s.get("path")}
+        paths |= {
+            str(s["linkage"]["path"])
+            for s in sources
+            if isinstance(s.get("linkage"), dict) and s["linkage"].get("path")
+        }
         linkage_rows: set[tuple[str | None, str, str | None, str | None]] = set()
         losses, notes = list(record.get("losses") or []), list(record.get("notes") or [])
         if deidentified:
