@@ -75,8 +75,28 @@ def _parse(data: bytes, size: int) -> tuple[Dataset, int | None]:
     implicit = ts == _IMPLICIT
     raw, pixel_tag, _end = _elements(data, pos, implicit, size, top=True)
     ds = Dataset(raw)
-    ds.file_meta = FileMetaDataset(meta_raw)
+    ds.file_meta = _shared_meta(meta_raw)
     return ds, pixel_tag
+
+
+_META_CACHE: dict[tuple, FileMetaDataset] = {}
+
+
+def _shared_meta(meta_raw: dict) -> FileMetaDataset:
+    """Transfer syntax and SOP class only, one object per pair.
+
+    Building a ``FileMetaDataset`` per file cost more than walking the file's header, and
+    nothing downstream reads the other meta elements (metadata re-reads one whole header).
+    """
+    kept = {t: e for t, e in meta_raw.items() if t in (0x00020002, 0x00020010)}
+    key = tuple(kept[t].value for t in sorted(kept))
+    meta = _META_CACHE.get(key)
+    if meta is None:
+        if len(_META_CACHE) > 64:
+            _META_CACHE.clear()
+        meta = FileMetaDataset(kept)
+        _META_CACHE[key] = meta
+    return meta
 
 
 def _meta(data: bytes) -> tuple[dict, int]:
