@@ -196,7 +196,10 @@ def build_tree(images: Sequence[Image], outputs: Sequence[str] | None = None) ->
             inst.slices += 1
         if not sources and image.source and Path(image.source).is_file():
             series.files.add(image.source)
-    return list(patients.values())
+    return sorted(
+        patients.values(),
+        key=lambda p: (str(p.fields.get("name", "")), str(p.fields.get("id", ""))),
+    )
 
 
 def _most_common(values: list[str]) -> str | None:
@@ -292,9 +295,9 @@ def tree_lines(patients: list[Patient]) -> list[str]:
     lines: list[str] = []
     for patient in patients:
         f = patient.fields
-        name = f.get("name") or f.get("id") or "(no patient identity)"
+        name = str(f.get("name") or "").strip("^ ") or f.get("id") or "(no patient identity)"
         extra = "  ".join(
-            f"{label} {f[key]}"
+            f"{label} {_date(f[key]) or f[key] if key == 'birth_date' else f[key]}"
             for key, label in (("id", "id"), ("sex", "sex"), ("birth_date", "born"))
             if f.get(key)
         )
