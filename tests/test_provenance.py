@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from anyconv import hookimpl
 from anyconv.cli import app
 from anyconv.provenance import REDACTED, ProvenanceIndex, query
 from typer.testing import CliRunner
@@ -276,3 +277,45 @@ def test_concurrent_converts_share_one_index(testdata, tmp_path):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     assert sorted(Path(c["source"]).name for c in query(index)) == sorted(names)
+
+
+STORED: dict[str, str] = {}
+
+
+def store(files, url, options):
+    for f in files:
+        STORED[f"{url}/{f.name}"] = sha256(f)
+    return [f"{url}/{f.name}" for f in files]
+
+
+class ToyStore:
+    @hookimpl
+    def anyconv_transports(self):
+        from anyconv.specs import TransportSpec
+
+        return [
+            TransportSpec(("toy+http",), fetch="x:y", store=f"{__name__}:store", format="nifti1")
+        ]
+
+
+def test_stored_outputs_are_indexed_by_address_with_the_checksum_sent(testdata, tmp_path):
+    """A ``scheme://`` output's local files are gone after the store: checksums come first."""
+    import sys
+
+    from anyconv.pipeline import ConvertRequest, convert
+    from anyconv.provenance import describe
+    from anyconv.registry import Registry
+
+    sys.modules.setdefault(__name__, sys.modules[__name__])
+    registry = Registry()
+    registry.register(ToyStore(), "toystore")
+    url = "toy+http://server/store"
+    req = ConvertRequest(src=testdata / "nifti/nibabel/anatomical.nii", dst=url, checksums=True)
+    (written,) = convert(registry, req)
+    with ProvenanceIndex(tmp_path / "s.sqlite") as index:
+        index.add(describe(written, registry, options={}, transforms=[], destination=url))
+    (entry,) = query(tmp_path / "s.sqlite", output="anatomical.nii.gz")
+    (out,) = entry["outputs"]
+    assert out["path"] == f"{url}/anatomical.nii.gz"
+    assert out["sha256"] == STORED[out["path"]]
+    assert entry["stored"] == [out["path"]]

@@ -160,7 +160,10 @@ def describe(
     """
     outputs = []
     for i, f in enumerate(written.files):
-        size, sha = written.checksums.get(str(f)) or file_digest(f)
+        digest = written.checksums.get(str(f))
+        if digest is None:
+            digest = file_digest(f) if Path(f).is_file() else (None, None)
+        size, sha = digest
         if destination:
             where = f"{destination.rstrip('/')}/{Path(f).name}"
         else:
