@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_dicom import make_ct
+from bench_dicom import TESTDATA, make_ct, make_mosaic
 
 PY = sys.executable
 ANYCONV = str(Path(sys.executable).parent / "anyconv")
@@ -41,6 +41,11 @@ SITK_SERIES = (
     "s.WriteImage(r.Execute(), sys.argv[2])"
 )
 NIB_RW = "import nibabel as n, sys; n.save(n.load(sys.argv[1]), sys.argv[2])"
+# dicom2nifti as its users call it (its default reorients to LAS; gzip when compression=True)
+DICOM2NIFTI = (
+    "import dicom2nifti, sys; "
+    "dicom2nifti.convert_directory(sys.argv[1], sys.argv[2], compression=sys.argv[3] == 'gz')"
+)
 
 
 @dataclass
@@ -199,20 +204,64 @@ def run_case(case: Case, out: Path, runs: int, tmp: Path) -> None:
         case.rows.append(Row(tool, r["median"], r["user"] + r["system"], rss[tool]))
 
 
-def dicom_cases(folder: Path, label: str, out: Path, sitk_series: bool) -> list[Case]:
-    """Series -> .nii and -> .nii.gz: anyconv, dcm2niix (pigz, and its own one-thread gzip)."""
+def dicom_cases(
+    folder: Path, label: str, out: Path, sitk_series: bool, gz: bool = True
+) -> list[Case]:
+    """Series -> .nii and -> .nii.gz: anyconv, dcm2niix (pigz, and its own one-thread gzip),
+    dicom2nifti when installed, SimpleITK's series reader for single 3D series."""
     q = shlex.quote(str(folder))
     o = shlex.quote(str(out))
     cases = []
-    for ext, zs in ((".nii", ("n",)), (".nii.gz", ("y", "i"))):
+    pairs = ((".nii", ("n",)), (".nii.gz", ("y", "i"))) if gz else ((".nii", ("n",)),)
+    for ext, zs in pairs:
         cmds = {"anyconv": f"{ANYCONV} {q} {o}/x{ext} --no-sidecar -q"}
         for z in zs:
             name = "dcm2niix" + {"y": " (pigz)", "i": " (1-thread gzip)"}.get(z, "")
             cmds[name] = f"dcm2niix -z {z} -b n -o {o} -f x {q}"
         if sitk_series:
             cmds["SimpleITK series"] = f"{PY} -c {shlex.quote(SITK_SERIES)} {q} {o}/x{ext}"
+        if _have("dicom2nifti"):
+            kind = "gz" if ext.endswith(".gz") else "nii"
+            cmds["dicom2nifti"] = f"{PY} -c {shlex.quote(DICOM2NIFTI)} {q} {o} {kind}"
         cases.append(Case(f"{label} -> {ext}", cmds))
     return cases
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def make_compressed(src: Path, dest: Path, kind: str) -> bool:
+    """The CT series re-encoded losslessly: ``jpeg`` (JPEG Lossless SV1, dcmtk's dcmcjpeg)
+    or ``j2k`` (JPEG 2000 Lossless, pydicom + pylibjpeg-openjpeg). False if no encoder."""
+    import pydicom
+    from pydicom.uid import JPEG2000Lossless
+
+    dest.mkdir(parents=True)
+    files = sorted(src.iterdir())
+    if kind == "jpeg":
+        if shutil.which("dcmcjpeg") is None:
+            return False
+        for f in files:  # default: lossless, first-order prediction (process 14 SV1)
+            subprocess.run(["dcmcjpeg", str(f), str(dest / f.name)], check=True)
+        return True
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.compress(JPEG2000Lossless)
+        ds.save_as(dest / f.name)
+    return True
+
+
+def make_enhanced(src: Path, dest: Path) -> bool:
+    """The CT series as one enhanced multi-frame instance, written by anyconv's DICOM writer."""
+    cmd = [ANYCONV, str(src), f"{dest}/", "--to", "dicom", "-O", "layout=enhanced", "-q"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"  no enhanced series: {res.stderr.strip()}", file=sys.stderr)
+        return False
+    return True
 
 
 def volume_cases(vols: dict[str, Path], n: int, out: Path, both_ways: bool) -> list[Case]:
@@ -304,9 +353,20 @@ def main() -> int:
         make_ct(work / "ct", nslices)
         make_fmri(work / "fmri", nvols)
         vols = write_volumes(work / "vol", args.size)
+        ct = f"DICOM CT 512x512x{nslices}"
         cases = [startup_case()]
-        cases += dicom_cases(work / "ct", f"DICOM CT 512x512x{nslices}", out, sitk_series=True)
+        cases += dicom_cases(work / "ct", ct, out, sitk_series=True)
         cases += dicom_cases(work / "fmri", f"DICOM fMRI 64x64x36x{nvols}", out, False)
+        if (TESTDATA / "dicom/siemens_trio_mosaic_ax_asc35").is_dir():
+            make_mosaic(work / "mosaic", nvols)
+            label = f"DICOM fMRI mosaic x{nvols}"
+            cases += dicom_cases(work / "mosaic", label, out, False)
+        if make_compressed(work / "ct", work / "ct_jpeg", "jpeg"):
+            cases += dicom_cases(work / "ct_jpeg", f"{ct} JPEG Lossless", out, True, gz=False)
+        if make_compressed(work / "ct", work / "ct_j2k", "j2k"):
+            cases += dicom_cases(work / "ct_j2k", f"{ct} JPEG 2000", out, True, gz=False)
+        if make_enhanced(work / "ct", work / "ct_enh"):
+            cases += dicom_cases(work / "ct_enh", f"{ct} enhanced", out, False, gz=False)
         cases += volume_cases(vols, args.size, out, both_ways=not args.quick)
         for case in cases:
             print(f"timing {case.name} ...", file=sys.stderr)
