@@ -60,19 +60,23 @@ def anyconv_readers() -> list[ReaderSpec]:
 
 @hookimpl
 def anyconv_writers() -> list[WriterSpec]:
-    """A classic single-frame series: ``<stem>_0001.dcm``... one file per slice and volume."""
+    """A classic single-frame series (``<stem>_0001.dcm``...) or one enhanced instance."""
     return [
         WriterSpec(
             format="dicom",
             load="anyconv_dicom.writer:write_dicom",
             extensions=(".dcm",),
-            # Any dtype: the writer stores integers losslessly in 16 bits when the values fit
-            # and refuses (exit 6) to quantise anything else unless --lossy.
+            # Any dtype: integers are stored losslessly in 16 bits, values on an even grid
+            # through RescaleSlope/Intercept; anything else is refused (exit 6) unless --lossy.
             dtypes=None,
             max_ndim=4,
             shear=False,
             sidecar=False,  # the series carries its metadata; no BIDS JSON beside it
-            description="DICOM series (MR/CT Image Storage, one file per slice)",
+            # The series' first file: core refuses an existing one before anything is written
+            # (the whole series is checked again when the staged files are moved in).
+            companions=("_0001.dcm",),
+            settable=True,  # --set KEY=VALUE: DICOM keyword or tag, checked against its VR
+            description="DICOM (MR/CT series, one file per slice; or Enhanced MR/CT)",
             options=(
                 OptionSpec("patient_name", "PatientName (default: source's, else ANONYMOUS)"),
                 OptionSpec("patient_id", "PatientID (default: source's, else ANON)"),
@@ -81,13 +85,18 @@ def anyconv_writers() -> list[WriterSpec]:
                 OptionSpec("series_number", "SeriesNumber (integer)"),
                 OptionSpec(
                     "layout",
-                    "classic (one file per slice) or enhanced (one Enhanced MR multi-frame file)",
+                    "classic (one file per slice) or enhanced (one Enhanced MR/CT multi-frame "
+                    "file, 3D or 4D)",
                     default="classic",
                 ),
-                OptionSpec("ts", "transfer syntax: explicit, deflate, rle", default="explicit"),
+                OptionSpec(
+                    "ts",
+                    "transfer syntax: explicit, deflate, rle, jpeg2000 (lossless)",
+                    default="explicit",
+                ),
                 OptionSpec(
                     "new_study",
-                    "yes: a new StudyInstanceUID even when the source was DICOM",
+                    "yes: new StudyInstanceUID and FrameOfReferenceUID even from a DICOM source",
                     default="no",
                 ),
             ),

@@ -1,32 +1,52 @@
-"""Write a canonical image as a classic single-frame DICOM series (MR or CT Image Storage).
+"""Write a canonical image as DICOM: a classic single-frame series or one enhanced instance.
 
-One instance per slice (voxel axis k) and per volume (axis t). Column = i, row = j, so
-ImageOrientationPatient holds the LPS directions of i and j and ImagePositionPatient the
-LPS position of voxel (0, 0, k): any DICOM reader then puts every voxel at the same world
-point, whatever voxel order it picks. New UIDs are UUID-derived under ``2.25.`` (PS3.5
-B.2), which needs no registered root.
+Classic: one instance per slice (voxel axis k) and per volume (axis t), MR or CT Image
+Storage. Column = i, row = j, so ImageOrientationPatient holds the LPS directions of i and j
+and ImagePositionPatient the LPS position of voxel (0, 0, k): any DICOM reader then puts
+every voxel at the same world point, whatever voxel order it picks.
+
+Enhanced (``-O layout=enhanced``): one Enhanced MR (or Enhanced CT) multi-frame instance,
+frames k fastest then t, with a (StackID, InStackPositionNumber, TemporalPositionIndex)
+dimension organisation.
+
+Identity comes from the source's DICOM header (``extras["dicom"]["header"]``, the DICOM JSON
+model) when there is one, through a whitelist of patient, study, equipment, series and frame
+of reference attributes (PS3.3 modules); nothing per-instance, geometric, pixel-related,
+private or vendor-specific is carried. New UIDs are UUID-derived under ``2.25.`` (PS3.5 B.2).
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
+import math
+import re
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from anyconv.errors import LossyConversionError, UsageError, WriteError
 from anyconv.geometry import ras_to_lps
-from anyconv.model import Image, Meta
+from anyconv.model import Image, scaled_dtype
 from anyconv.specs import WriteOptions
+from pydicom import config as _config
+from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless
-from pydicom.valuerep import format_number_as_ds
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+)
+from pydicom.valuerep import format_number_as_ds, validate_value
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 IMPLEMENTATION_UID = "2.25.153196407186128374925873218738127359114"
 IMPLEMENTATION_VERSION = "ANYCONV_010"
 #: ``-O ts=...``: lossless transfer syntaxes the installed packages can encode.
@@ -34,7 +54,182 @@ TRANSFER_SYNTAXES = {
     "explicit": ExplicitVRLittleEndian,
     "deflate": DeflatedExplicitVRLittleEndian,
     "rle": RLELossless,
+    "jpeg2000": JPEG2000Lossless,
 }
+_ENCAPSULATED = {RLELossless, JPEG2000Lossless}
+
+#: Attributes carried from the source header, by PS3.3 module. Only entity-level identity
+#: (patient, study, equipment, series, frame of reference): a derived series describes the
+#: same patient, study and patient coordinate system. Nothing per-instance (UIDs, numbers,
+#: times of the image), geometric, pixel-related (those are rebuilt from the image),
+#: acquisition-specific, private or vendor-specific (mosaic, CSA) is listed.
+CARRIED_BY_MODULE: dict[str, tuple[str, ...]] = {
+    "Patient (C.7.1.1)": (
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "IssuerOfPatientIDQualifiersSequence",
+        "TypeOfPatientID",
+        "PatientBirthDate",
+        "PatientBirthTime",
+        "PatientSex",
+        "QualityControlSubject",
+        "OtherPatientIDsSequence",
+        "OtherPatientNames",
+        "EthnicGroup",
+        "PatientComments",
+        "PatientSpeciesDescription",
+        "PatientSpeciesCodeSequence",
+        "PatientBreedDescription",
+        "PatientBreedCodeSequence",
+        "BreedRegistrationSequence",
+        "StrainDescription",
+        "StrainNomenclature",
+        "ResponsiblePerson",
+        "ResponsiblePersonRole",
+        "ResponsibleOrganization",
+        "PatientIdentityRemoved",
+        "DeidentificationMethod",
+        "DeidentificationMethodCodeSequence",
+        "ReferencedPatientSequence",
+    ),
+    "Clinical Trial Subject (C.7.1.3)": (
+        "ClinicalTrialSponsorName",
+        "ClinicalTrialProtocolID",
+        "ClinicalTrialProtocolName",
+        "ClinicalTrialSiteID",
+        "ClinicalTrialSiteName",
+        "ClinicalTrialSubjectID",
+        "ClinicalTrialSubjectReadingID",
+        "ClinicalTrialProtocolEthicsCommitteeName",
+        "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
+    ),
+    "General Study (C.7.2.1)": (
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+        "ReferringPhysicianIdentificationSequence",
+        "ConsultingPhysicianName",
+        "ConsultingPhysicianIdentificationSequence",
+        "StudyID",
+        "AccessionNumber",
+        "IssuerOfAccessionNumberSequence",
+        "StudyDescription",
+        "PhysiciansOfRecord",
+        "PhysiciansOfRecordIdentificationSequence",
+        "NameOfPhysiciansReadingStudy",
+        "PhysiciansReadingStudyIdentificationSequence",
+        "RequestingServiceCodeSequence",
+        "ReferencedStudySequence",
+        "ProcedureCodeSequence",
+        "ReasonForPerformedProcedureCodeSequence",
+    ),
+    "Patient Study (C.7.2.2)": (
+        "AdmittingDiagnosesDescription",
+        "AdmittingDiagnosesCodeSequence",
+        "PatientAge",
+        "PatientSize",
+        "PatientSizeCodeSequence",
+        "PatientBodyMassIndex",
+        "MeasuredAPDimension",
+        "MeasuredLateralDimension",
+        "PatientWeight",
+        "MedicalAlerts",
+        "Allergies",
+        "SmokingStatus",
+        "PregnancyStatus",
+        "LastMenstrualDate",
+        "PatientState",
+        "Occupation",
+        "AdditionalPatientHistory",
+        "AdmissionID",
+        "IssuerOfAdmissionIDSequence",
+        "ServiceEpisodeID",
+        "ServiceEpisodeDescription",
+        "IssuerOfServiceEpisodeIDSequence",
+        "PatientSexNeutered",
+        "ReasonForVisit",
+        "ReasonForVisitCodeSequence",
+    ),
+    "Clinical Trial Study (C.7.2.3)": (
+        "ClinicalTrialTimePointID",
+        "ClinicalTrialTimePointDescription",
+        "ConsentForClinicalTrialUseSequence",
+    ),
+    "General Series (C.7.3.1)": (
+        "SeriesNumber",
+        "Laterality",
+        "SeriesDate",
+        "SeriesTime",
+        "PerformingPhysicianName",
+        "PerformingPhysicianIdentificationSequence",
+        "ProtocolName",
+        "SeriesDescription",
+        "SeriesDescriptionCodeSequence",
+        "OperatorsName",
+        "OperatorIdentificationSequence",
+        "ReferencedPerformedProcedureStepSequence",
+        "RelatedSeriesSequence",
+        "BodyPartExamined",
+        "PatientPosition",
+        "AnatomicalOrientationType",
+        "RequestAttributesSequence",
+        "PerformedProcedureStepID",
+        "PerformedProcedureStepStartDate",
+        "PerformedProcedureStepStartTime",
+        "PerformedProcedureStepEndDate",
+        "PerformedProcedureStepEndTime",
+        "PerformedProcedureStepDescription",
+        "PerformedProtocolCodeSequence",
+        "CommentsOnThePerformedProcedureStep",
+    ),
+    "Clinical Trial Series (C.7.3.2)": (
+        "ClinicalTrialCoordinatingCenterName",
+        "ClinicalTrialSeriesID",
+        "ClinicalTrialSeriesDescription",
+    ),
+    "Frame of Reference (C.7.4.1)": ("FrameOfReferenceUID", "PositionReferenceIndicator"),
+    "General Equipment (C.7.5.1)": (
+        "Manufacturer",
+        "InstitutionName",
+        "InstitutionAddress",
+        "StationName",
+        "InstitutionalDepartmentName",
+        "ManufacturerModelName",
+        "DeviceSerialNumber",
+        "SoftwareVersions",
+        "GantryID",
+        "DateOfLastCalibration",
+        "TimeOfLastCalibration",
+    ),
+    "SOP Common (C.12.1)": ("TimezoneOffsetFromUTC",),
+}
+CARRIED_TAGS: frozenset[int] = frozenset(
+    tag_for_keyword(kw) for kws in CARRIED_BY_MODULE.values() for kw in kws
+)
+
+#: ``--set`` may not touch what the writer derives from the image or must keep unique.
+_PROTECTED_KEYWORDS = {
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SpecificCharacterSet",
+    "InstanceNumber",
+    "ImageType",
+    "NumberOfFrames",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "SliceLocation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "TemporalPositionIdentifier",
+    "NumberOfTemporalPositions",
+}
+_PROTECTED_GROUPS = {0x0002, 0x0028, 0x7FE0}  # file meta, image pixel, pixel data
 
 
 def new_uid() -> str:
@@ -51,36 +246,189 @@ def _text(value: Any, limit: int = 64) -> str:
     return "" if value is None else str(value)[:limit]
 
 
-def _stored_values(image: Image, lossy: bool) -> tuple[np.ndarray, float, float, list[str]]:
-    """Stored 16-bit values plus slope/intercept; losses in words (refused unless lossy).
+# --- values -------------------------------------------------------------------------------
 
-    Integers within the 16-bit range (and integer-valued floats) are kept exactly; anything
-    else is quantised linearly onto int16, which only ``lossy`` allows.
+
+@dataclass
+class Stored:
+    """16-bit stored values (voxel order) and the rescale giving the real values back."""
+
+    data: np.ndarray
+    slope: float = 1.0
+    inter: float = 0.0
+    losses: list[str] = field(default_factory=list)
+
+    @property
+    def scaled(self) -> bool:
+        """Whether RescaleSlope/Intercept must be written."""
+        return self.slope != 1.0 or self.inter != 0.0
+
+
+def _fits16(lo: float, hi: float) -> np.dtype | None:
+    if lo >= 0 and hi <= 65535:
+        return np.dtype(np.uint16)
+    if lo >= -32768 and hi <= 32767:
+        return np.dtype(np.int16)
+    return None
+
+
+def stored_values(image: Image, lossy: bool) -> Stored:
+    """Choose 16-bit stored values that give the image's real values back.
+
+    In order: integers (and integer-valued floats) that fit 16 bits are stored as they are,
+    with the image's own scaling; values on an evenly spaced grid of at most 65536 steps
+    (int32 multiples, float data that were int16 * slope + intercept) are stored exactly
+    through RescaleSlope/Intercept; anything else is quantised linearly, which only
+    ``lossy`` allows (else exit 6). The MR and CT IODs hold 16 bits, not 32.
     """
     arr = np.asarray(image.data)
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8)
-    slope, inter = image.slope, image.inter
     if arr.dtype.kind == "c":
         raise LossyConversionError(
             f"DICOM cannot hold complex data ({arr.dtype})", hint="take the magnitude first"
         )
-    finite = bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True
+    slope, inter = float(image.slope), float(image.inter)
     if arr.size == 0:
-        return arr.astype(np.int16), slope, inter, []
+        return Stored(arr.astype(np.int16), slope, inter)
+    finite = bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True
     if finite:
         lo, hi = float(arr.min()), float(arr.max())
         whole = arr.dtype.kind in "iu" or bool(np.all(arr == np.rint(arr)))
-        if whole and lo >= 0 and hi <= 65535:
-            return arr.astype(np.uint16), slope, inter, []
-        if whole and lo >= -32768 and hi <= 32767:
-            return arr.astype(np.int16), slope, inter, []
+        dtype = _fits16(lo, hi) if whole else None
+        if dtype is not None:
+            return Stored(arr.astype(dtype), slope, inter)
     real = arr.astype(np.float64) * slope + inter
+    if finite:
+        exact = _exact_grid(real, integer=arr.dtype.kind in "iu")
+        if exact is not None:
+            return exact
+    return _quantised(arr.dtype, real, lossy)
+
+
+def _read_back(q: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """Real values as anyconv's model computes them from uint16 and scaling (``values()``)."""
+    slope, inter = float(slope), float(inter)  # Python floats: weak scalars, as Image has
+    out = q.astype(scaled_dtype(np.dtype(np.uint16), slope, inter))
+    if slope != 1.0:
+        out *= slope
+    if inter != 0.0:
+        out += inter
+    return out
+
+
+def _exact_grid(real: np.ndarray, *, integer: bool) -> Stored | None:
+    """Values q * slope + intercept (q in 0..65535), exact once read back; else ``None``.
+
+    Exact means: the stored values scaled as a reader (anyconv's ``Image.values``: float32
+    arithmetic) computes them give every source value back.
+    """
+    uniq = np.unique(real)
+    if uniq.size > 65536:
+        return None
+    lo = float(uniq[0])
+    if uniq.size == 1:
+        return Stored(np.zeros(real.shape, np.uint16), 1.0, lo)
+    gaps = np.diff(uniq)
+    ulps = 0.0 if integer else 8 * float(np.spacing(np.float32(np.abs(uniq).max())))
+    if integer:
+        step = float(np.gcd.reduce(gaps.astype(np.int64)))
+        q = np.rint((uniq - lo) / step)
+    else:
+        # Gaps are whole multiples of the step give or take the source's rounding (a few
+        # float32 ulps): the step is their approximate greatest common divisor (values
+        # 0, 0.3, 0.5 lie on a 0.1 grid, not on the smallest gap's 0.2).
+        tol = max(ulps, float(gaps.min()) * 1e-6)
+        step = float(gaps.min())
+        for gap in np.unique(np.round(gaps / tol))[:2000] * tol:
+            a, b = float(gap), step
+            while True:  # Euclid, with the rounding noise allowed for
+                if b <= 2 * tol:
+                    return None
+                k = float(np.rint(a / b))
+                r = abs(a - k * b)
+                if r <= tol * (k + 1):
+                    step = b
+                    break
+                a, b = b, r
+        for _ in range(3):  # refine: the step that best fits every gap's multiple
+            steps_per_gap = np.maximum(np.rint(gaps / step), 1.0)
+            step = float(gaps.sum() / steps_per_gap.sum())
+        if np.abs(gaps - steps_per_gap * step).max() > 2 * tol:
+            return None
+        q = np.concatenate([[0.0], np.cumsum(steps_per_gap)])
+    if q[-1] > 65535:
+        return None
+    span = int(q[-1])
+    steps = [step]
+    if not integer:
+        # Refine on all points (the smallest gap is only roughly the step), then prefer the
+        # shortest decimals: data made as int16 * 0.37 - 11.5 in float32 carry rounding
+        # noise that a least-squares fit would keep.
+        fit = float(np.polyfit(q, uniq, 1)[0])
+        steps = [float(f"{fit:.{d}g}") for d in range(3, 17)] + [fit]
+    # Stored values are q + n for an offset n that keeps them in int16 or uint16; a reader
+    # computes (q + n) * slope + intercept in float32, so only the source's own intercept
+    # (usually a short decimal) reproduces its rounding. Offsets whose intercept has the
+    # fewest decimals are screened on a sample, then checked on every value.
+    offsets = np.arange(-32768, 65536 - span, dtype=np.int64)
+    sample = np.unique(np.linspace(0, uniq.size - 1, 64).astype(np.int64))
+    for step_c in steps:
+        s = float(_ds(step_c))
+        if s <= 0:
+            continue
+        inters = lo - offsets * s
+        tried = np.zeros(offsets.size, dtype=bool)
+        for decimals in [*range(0, 9), None]:
+            if decimals is None:
+                pick = ~tried & (offsets == 0)
+                cand = inters[pick]
+            else:
+                cand = np.round(inters, decimals)
+                near = max(ulps, 1e-9 * max(1.0, abs(lo)))
+                pick = ~tried & (np.abs(cand - inters) < near)
+                cand = cand[pick]
+            tried |= pick
+            order = np.argsort(np.abs(cand), kind="stable")  # the smallest intercept first
+            found = _first_exact(q, uniq, sample, offsets[pick][order], cand[order], s)
+            if found is not None:
+                n, b = found
+                dtype = _fits16(float(n), float(n + span))
+                assert dtype is not None
+                index = np.searchsorted(uniq, real)  # every value is one of uniq
+                stored = (q[index].astype(np.int64) + n).astype(dtype)
+                return Stored(stored, s, b)
+    return None
+
+
+def _first_exact(
+    q: np.ndarray,
+    uniq: np.ndarray,
+    sample: np.ndarray,
+    offsets: np.ndarray,
+    inters: np.ndarray,
+    slope: float,
+) -> tuple[int, float] | None:
+    """The first (offset, intercept) whose read-back gives ``uniq`` exactly, screened in bulk."""
+    for start in range(0, offsets.size, 4096):
+        n = offsets[start : start + 4096]
+        b = np.array([float(_ds(x)) for x in inters[start : start + 4096]])
+        qs = (q[sample][None, :] + n[:, None]).astype(np.float32)
+        back = qs * np.float32(slope) + b.astype(np.float32)[:, None]
+        good = np.flatnonzero((back.astype(np.float64) == uniq[sample][None, :]).all(axis=1))
+        for i in good:
+            stored_q = q + n[i]
+            if np.array_equal(_read_back(stored_q, slope, b[i]).astype(np.float64), uniq):
+                return int(n[i]), float(b[i])
+    return None
+
+
+def _quantised(dtype: np.dtype, real: np.ndarray, lossy: bool) -> Stored:
     bad = ~np.isfinite(real)
     losses = []
     if bad.any():
         losses.append(f"{int(bad.sum())} NaN/inf values (stored as 0)")
-        real[bad] = 0.0
+        real = np.where(bad, 0.0, real)
     lo, hi = float(real.min()), float(real.max())
     q_slope = (hi - lo) / 65535.0 if hi > lo else 1.0
     q_inter = lo + 32768.0 * q_slope
@@ -89,33 +437,285 @@ def _stored_values(image: Image, lossy: bool) -> tuple[np.ndarray, float, float,
     stored = np.clip(np.rint((real - q_inter) / q_slope), -32768, 32767).astype(np.int16)
     error = float(np.abs(stored * q_slope + q_inter - real)[~bad].max(initial=0.0))
     losses.insert(
-        0,
-        f"{arr.dtype} values quantised to int16 with slope {q_slope:.6g} (max error {error:.3g})",
+        0, f"{dtype} values quantised to int16 with slope {q_slope:.6g} (max error {error:.3g})"
     )
     if not lossy:
         raise LossyConversionError(
             f"DICOM (16-bit) cannot hold {'; '.join(losses)}",
             hint="use --lossy to convert anyway and record the loss",
         )
-    return stored, q_slope, q_inter, losses
+    return Stored(stored, q_slope, q_inter, losses)
 
 
-def _sop_class(image: Image) -> tuple[str, str, str | None]:
-    """SOP class, modality and a note when the source was neither MR nor CT."""
-    modality = (image.meta.modality or "").upper()
-    if modality == "CT":
-        return CT_STORAGE, "CT", None
-    if modality == "MR":
-        return MR_STORAGE, "MR", None
-    note = (
-        f"source modality {modality or 'unknown'}: written as MR Image Storage "
-        "(classic volumes need an image IOD with geometry)"
+# --- identity -----------------------------------------------------------------------------
+
+
+def carried_header(image: Image) -> Dataset | None:
+    """The whitelisted attributes of the source's DICOM header, or ``None`` without one.
+
+    Values are taken as the header gives them (an anonymized header stays anonymized);
+    private elements nested in carried sequences are dropped too.
+    """
+    header = (image.extras.get("dicom") or {}).get("header")
+    if not isinstance(header, dict) or not header:
+        return None
+    out = Dataset()
+    for key, value in header.items():
+        try:
+            tag = int(key, 16)
+        except (TypeError, ValueError):
+            continue
+        if tag not in CARRIED_TAGS:
+            continue
+        try:
+            item = Dataset.from_json({key: value})
+        except Exception:  # noqa: BLE001 - an element JSON cannot rebuild is not carried
+            image.notes.append(f"DICOM header element {keyword_for_tag(tag) or key} not carried")
+            continue
+        for elem in item:
+            out.add(elem)
+    out.remove_private_tags()
+    return out
+
+
+def parse_set_values(values: dict[str, str]) -> list[tuple[int, str, Any]]:
+    """``--set KEY=VALUE`` pairs as (tag, VR, value), each checked against its VR.
+
+    KEY is a keyword (``PatientName``) or a tag (``0010,0010``, ``(0010,0010)``,
+    ``00100010``). Unknown keys, private or writer-derived attributes and invalid values
+    are usage errors (exit 2).
+    """
+    out = []
+    for key, text in values.items():
+        tag = _tag_of(key)
+        kw = keyword_for_tag(tag)
+        if tag >> 16 in _PROTECTED_GROUPS or kw in _PROTECTED_KEYWORDS:
+            raise UsageError(f"--set {key}: {kw or key} is derived from the image by the writer")
+        vr = dictionary_VR(tag)
+        if "SQ" in vr or vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or " or " in vr:
+            raise UsageError(f"--set {key}: a {vr} attribute cannot be set from text")
+        out.append((tag, vr, _checked_value(key, vr, dictionary_VM(tag), text)))
+    return out
+
+
+def _tag_of(key: str) -> int:
+    clean = key.strip()
+    match = re.fullmatch(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?", clean)
+    if match:
+        tag = int(match.group(1) + match.group(2), 16)
+        if tag >> 16 & 1:
+            raise UsageError(f"--set {key}: private attributes cannot be set")
+        if not keyword_for_tag(tag):
+            raise UsageError(f"--set {key}: not a standard DICOM attribute")
+        return tag
+    tag = tag_for_keyword(clean)
+    if tag is None:
+        raise UsageError(
+            f"--set {key}: unknown DICOM keyword", hint="use a keyword such as PatientName"
+        )
+    return tag
+
+
+def _checked_value(key: str, vr: str, vm: str, text: str) -> Any:
+    parts = text.split("\\") if vm != "1" and vr not in ("LT", "ST", "UT") else [text]
+    values: list[Any] = []
+    for part in parts:
+        value: Any = part
+        try:
+            if vr in ("US", "UL", "SS", "SL", "UV", "SV"):
+                value = int(part)
+            elif vr in ("FL", "FD"):
+                value = float(part)
+                if not math.isfinite(value):
+                    raise ValueError("not a finite number")
+            validate_value(vr, value, _config.RAISE)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--set {key}={text!r}: invalid {vr} value: {exc}") from exc
+        values.append(value)
+    return values[0] if len(values) == 1 else values
+
+
+def _identity(image: Image, options: WriteOptions) -> Dataset:
+    """Patient/study/series/equipment attributes for every instance.
+
+    From the source's header when it has one, else from ``image.meta``, with placeholders
+    for the type 1/2 attributes nothing gives; then the ``-O`` aliases and ``--set``.
+    """
+    meta = image.meta
+    carried = carried_header(image)
+    ds = Dataset()
+    if carried is not None:
+        ds.update(carried)
+    else:
+        ds.PatientName = _text(meta.patient.get("name"))
+        ds.PatientID = _text(meta.patient.get("id"))
+        ds.PatientBirthDate = _text(meta.patient.get("birth_date"), 8)
+        ds.PatientSex = _text(meta.patient.get("sex"), 16)
+        if meta.patient.get("age"):
+            ds.PatientAge = _text(meta.patient.get("age"), 4)
+        ds.StudyInstanceUID = _text(meta.study.get("uid"))
+        ds.StudyDate = _text(meta.study.get("date"), 8)
+        ds.StudyTime = _text(meta.study.get("time"), 16)
+        ds.StudyID = _text(meta.study.get("id"), 16)
+        ds.AccessionNumber = _text(meta.study.get("accession_number"), 16)
+        if meta.study.get("description"):
+            ds.StudyDescription = _text(meta.study.get("description"))
+        if meta.study.get("institution"):
+            ds.InstitutionName = _text(meta.study.get("institution"))
+        if meta.manufacturer:
+            ds.Manufacturer = _text(meta.manufacturer)
+        if meta.model_name:
+            ds.ManufacturerModelName = _text(meta.model_name)
+        if meta.protocol_name:
+            ds.ProtocolName = _text(meta.protocol_name)
+        if meta.series_number is not None:
+            ds.SeriesNumber = int(meta.series_number)
+        description = meta.series_description or meta.description
+        if description:
+            ds.SeriesDescription = _text(description)
+    aliases = {
+        "patient_name": "PatientName",
+        "patient_id": "PatientID",
+        "study_description": "StudyDescription",
+        "series_description": "SeriesDescription",
+    }
+    for option, keyword in aliases.items():
+        if options.get(option) is not None:
+            setattr(ds, keyword, options.get(option))
+    if options.get("series_number") is not None:
+        try:
+            ds.SeriesNumber = int(options.get("series_number"))
+        except ValueError as exc:
+            raise UsageError(
+                f"series_number={options.get('series_number')!r}: expected an integer"
+            ) from exc
+    new_study = str(options.get("new_study", "no")).lower() in ("yes", "y", "1", "true")
+    if new_study or not ds.get("StudyInstanceUID"):
+        ds.StudyInstanceUID = new_uid()
+    ds.SeriesInstanceUID = new_uid()
+    if new_study or not ds.get("FrameOfReferenceUID"):
+        ds.FrameOfReferenceUID = new_uid()
+    # Type 2 attributes of the IODs written: empty when nothing gives them. A header's own
+    # values (empty ones too, as an anonymizer left them) stay; other sources get
+    # placeholders for the patient's name and ID.
+    defaults: dict[str, Any] = dict.fromkeys(
+        (
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyDate",
+            "StudyTime",
+            "StudyID",
+            "AccessionNumber",
+            "ReferringPhysicianName",
+            "PositionReferenceIndicator",
+            "Manufacturer",
+            "PatientPosition",
+        ),
+        "",
     )
-    return MR_STORAGE, "MR", note
+    defaults["SeriesNumber"] = 1
+    if carried is None:
+        now = _dt.datetime.now()  # a study made of this output, today
+        defaults.update(
+            PatientName="ANONYMOUS",
+            PatientID="ANON",
+            PatientPosition="HFS",
+            StudyDate=now.strftime("%Y%m%d"),
+            StudyTime=now.strftime("%H%M%S"),
+            StudyID="1",
+        )
+    for keyword, value in defaults.items():
+        if keyword not in ds or (carried is None and value and not ds.get(keyword)):
+            setattr(ds, keyword, value)
+    for tag, vr, value in parse_set_values(options.set_values):
+        ds.add_new(tag, vr, value)
+    return ds
+
+
+def _sop_class(image: Image) -> tuple[str, str | None]:
+    """Modality (MR or CT) and a note when the source was neither."""
+    modality = (image.meta.modality or "").upper()
+    if modality in ("CT", "MR"):
+        return modality, None
+    note = (
+        f"source modality {modality or 'unknown'}: written as MR "
+        "(classic and enhanced volumes need an image IOD with geometry)"
+    )
+    return "MR", note
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Geometry:
+    lps: np.ndarray
+    spacing: tuple[float, float, float]
+    iop: list[str]
+    normal: np.ndarray
+
+    def position(self, k: int) -> list[str]:
+        return [_ds(x) for x in self.lps[:3, 3] + k * self.lps[:3, 2]]
+
+
+def _geometry(image: Image, path: Path) -> _Geometry:
+    lps = ras_to_lps(image.affine)
+    vi, vj, vk = lps[:3, 0], lps[:3, 1], lps[:3, 2]
+    di, dj, dk = (float(np.linalg.norm(v)) for v in (vi, vj, vk))
+    if min(di, dj, dk) <= 0:
+        raise WriteError(f"{path}: affine has a zero-length voxel axis")
+    iop = [_ds(x) for x in (*(vi / di), *(vj / dj))]
+    return _Geometry(lps, (di, dj, dk), iop, np.cross(vi / di, vj / dj))
+
+
+def _file_meta(sop_class: str, ts: str) -> FileMetaDataset:
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = sop_class
+    fm.MediaStorageSOPInstanceUID = ""
+    fm.TransferSyntaxUID = ts
+    fm.ImplementationClassUID = IMPLEMENTATION_UID
+    fm.ImplementationVersionName = IMPLEMENTATION_VERSION
+    return fm
+
+
+def _pixel_module(ds: Dataset, rows: int, columns: int, stored: Stored) -> None:
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, columns
+    # BitsStored stays 16: with fewer, dcm2niix (v1.0.2024) masks signed values without
+    # sign extension, so -1000 in 12 bits reads as 3096.
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if stored.data.dtype.kind == "i" else 0
+
+
+def _encode(frames: list[np.ndarray], ts: str, signed: bool) -> bytes:
+    """Pixel Data for ``frames`` (rows x columns, little-endian 16-bit) in syntax ``ts``."""
+    if ts not in _ENCAPSULATED:
+        if len(frames) == 1:
+            return frames[0].tobytes()
+        return b"".join(f.tobytes() for f in frames)
+    from pydicom.pixels import get_encoder
+
+    encoder = get_encoder(ts)
+    rows, columns = frames[0].shape
+    kwargs = {
+        "rows": rows,
+        "columns": columns,
+        "samples_per_pixel": 1,
+        "bits_allocated": 16,
+        "bits_stored": 16,
+        "pixel_representation": int(signed),
+        "photometric_interpretation": "MONOCHROME2",
+        "number_of_frames": 1,
+    }
+    return encapsulate([encoder.encode(f, **kwargs) for f in frames], has_bot=len(frames) > 1)
 
 
 def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
-    """Write ``image`` as ``<stem>_0001.dcm``... beside ``path`` (one file per slice).
+    """Write ``image`` as ``<stem>_0001.dcm``... beside ``path`` (classic) or as ``path``.
 
     Files are named from ``path`` so that core's staging commits the whole series at once.
     """
@@ -123,184 +723,60 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
     ts_name = str(options.get("ts", "explicit")).lower()
     if ts_name not in TRANSFER_SYNTAXES:
         raise UsageError(f"ts={ts_name!r}: expected one of {', '.join(TRANSFER_SYNTAXES)}")
+    ts = TRANSFER_SYNTAXES[ts_name]
+    layout = str(options.get("layout", "classic")).lower()
+    if layout not in ("classic", "enhanced"):
+        raise UsageError(f"layout={layout!r}: expected classic or enhanced")
     shape = image.shape
     if len(shape) < 2 or len(shape) > 4:
-        raise WriteError(f"{path}: DICOM series hold 2-4 axes, not {len(shape)}")
-    stored, slope, inter, losses = _stored_values(image, options.lossy)
-    for loss in losses:
+        raise WriteError(f"{path}: DICOM holds 2-4 axes, not {len(shape)}")
+    if ts == JPEG2000Lossless and min(shape[:2]) < 32:
+        # OpenJPEG (pylibjpeg-openjpeg) always codes 6 wavelet resolutions: 32 pixels at least.
+        raise WriteError(
+            f"{path}: ts=jpeg2000 needs slices of at least 32 x 32 pixels, not "
+            f"{shape[0]} x {shape[1]}",
+            hint="use ts=rle or ts=deflate for small images",
+        )
+    identity = _identity(image, options)  # usage errors before any pixel work
+    geometry = _geometry(image, path)
+    stored = stored_values(image, options.lossy)
+    for loss in stored.losses:
         image.record_loss(loss)
-    stored = stored.reshape(shape + (1,) * (4 - len(shape)), order="F")
-    ni, nj, nk, nt = stored.shape
-    sop_class, modality, note = _sop_class(image)
+    stored.data = stored.data.reshape(shape + (1,) * (4 - len(shape)), order="F")
+    modality, note = _sop_class(image)
     if note:
         image.notes.append(note)
-    scaled = slope != 1.0 or inter != 0.0 or modality == "CT"
-    # BitsStored stays 16: with fewer, dcm2niix (v1.0.2024) masks signed values without
-    # sign extension, so -1000 in 12 bits reads as 3096.
-    bits = 16
-
-    lps = ras_to_lps(image.affine)
-    vi, vj, vk = lps[:3, 0], lps[:3, 1], lps[:3, 2]
-    di, dj, dk = (float(np.linalg.norm(v)) for v in (vi, vj, vk))
-    if min(di, dj, dk) <= 0:
-        raise WriteError(f"{path}: affine has a zero-length voxel axis")
-    normal = np.cross(vi / di, vj / dj)
-    iop = [_ds(x) for x in (*(vi / di), *(vj / dj))]
-
-    meta = _with_options(image.meta, options)
-    now = _dt.datetime.now()
-    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    new_study = str(options.get("new_study", "no")).lower() in ("yes", "y", "1", "true")
-    study_uid = (not new_study and _text(meta.study.get("uid"))) or new_uid()
-    series_uid, frame_uid = new_uid(), new_uid()
-    series_number = meta.series_number if meta.series_number is not None else 1
-    description = meta.series_description or meta.description or ""
-    tr = meta.repetition_time
-
-    layout = str(options.get("layout", "classic")).lower()
     if layout == "enhanced":
-        if nt > 1:
-            # dcm2niix 1.0.2024 stacks our 4D frames in the wrong order whatever the
-            # dimension organisation (ours reads them right): refuse rather than mislead.
-            raise WriteError(
-                f"{path}: the enhanced layout is written for 3D images only; "
-                "use layout=classic for 4D"
-            )
-        if modality == "CT":
-            image.notes.append("enhanced layout: CT data written as Enhanced MR (no Enhanced CT)")
-        ds = _base_dataset(meta, ENHANCED_MR_STORAGE, "MR", study_uid, series_uid, frame_uid)
-        ds.StudyDate = _text(meta.study.get("date"), 8) or date
-        ds.StudyTime = _text(meta.study.get("time"), 16) or time
-        ds.SeriesDate, ds.SeriesTime = date, time
-        ds.ContentDate, ds.ContentTime = date, time
-        ds.AcquisitionDateTime = date + time
-        ds.SeriesNumber = int(series_number)
-        ds.SeriesDescription = _text(description)
-        ds.InstanceNumber = 1
-        _enhanced(ds, stored, lps, (di, dj, dk), iop, (slope, inter), tr)
-        if ts_name == "rle":
-            ds.compress(RLELossless)
-        elif ts_name == "deflate":
-            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-        ds.save_as(path, enforce_file_format=True)
-        return
-    if layout != "classic":
-        raise UsageError(f"layout={layout!r}: expected classic or enhanced")
-
-    suffix = ".dcm"
-    stem = path.name[: -len(suffix)] if path.name.lower().endswith(suffix) else path.name
-    width = max(4, len(str(nk * nt)))
-    number = 0
-    for t in range(nt):
-        for k in range(nk):
-            number += 1
-            ds = _base_dataset(meta, sop_class, modality, study_uid, series_uid, frame_uid)
-            ds.StudyDate = _text(meta.study.get("date"), 8) or date
-            ds.StudyTime = _text(meta.study.get("time"), 16) or time
-            ds.SeriesDate, ds.SeriesTime = date, time
-            ds.ContentDate, ds.ContentTime = date, time
-            ds.SeriesNumber = int(series_number)
-            ds.SeriesDescription = _text(description)
-            ds.InstanceNumber = number
-            ds.AcquisitionNumber = t + 1
-            if nt > 1:
-                ds.TemporalPositionIdentifier = t + 1
-                ds.NumberOfTemporalPositions = nt
-                if tr:
-                    acq = now + _dt.timedelta(seconds=float(tr) * t)
-                    ds.AcquisitionTime = acq.strftime("%H%M%S.%f")
-            position = lps[:3, 3] + k * vk
-            ds.ImagePositionPatient = [_ds(x) for x in position]
-            ds.ImageOrientationPatient = iop
-            ds.SliceLocation = _ds(float(position @ normal))
-            ds.PixelSpacing = [_ds(dj), _ds(di)]
-            ds.SliceThickness = _ds(dk)
-            ds.SpacingBetweenSlices = _ds(dk)
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows, ds.Columns = nj, ni
-            ds.BitsAllocated = 16
-            ds.BitsStored = bits
-            ds.HighBit = bits - 1
-            ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
-            if scaled:
-                ds.RescaleIntercept = _ds(inter)
-                ds.RescaleSlope = _ds(slope)
-                ds.RescaleType = "HU" if modality == "CT" else "US"
-            pixels = np.ascontiguousarray(stored[:, :, k, t].T).astype(
-                stored.dtype.newbyteorder("<")
-            )
-            ds.PixelData = pixels.tobytes()
-            if ts_name == "rle":
-                ds.compress(RLELossless)
-            elif ts_name == "deflate":
-                ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-            out = path.with_name(f"{stem}_{number:0{width}d}{suffix}")
-            ds.save_as(out, enforce_file_format=True)
+        _write_enhanced(image, path, identity, geometry, stored, modality, ts)
+    else:
+        _write_classic(image, path, identity, geometry, stored, modality, ts)
 
 
-def _with_options(meta: Meta, options: WriteOptions) -> Meta:
-    """The image's metadata with the user's ``--option`` identity values applied."""
-    meta = copy.deepcopy(meta)
-    for key, field in (("patient_name", "name"), ("patient_id", "id")):
-        if options.get(key) is not None:
-            meta.patient[field] = options.get(key)
-    if options.get("study_description") is not None:
-        meta.study["description"] = options.get("study_description")
-    if options.get("series_description") is not None:
-        meta.series_description = options.get("series_description")
-    if options.get("series_number") is not None:
-        try:
-            meta.series_number = int(options.get("series_number"))
-        except ValueError as exc:
-            raise UsageError(
-                f"series_number={options.get('series_number')!r}: expected an integer"
-            ) from exc
-    return meta
-
-
-def _base_dataset(
-    meta: Meta, sop_class: str, modality: str, study_uid: str, series_uid: str, frame_uid: str
-) -> Dataset:
-    """Patient, study, equipment and modality attributes shared by every instance."""
-    sop_uid = new_uid()
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = sop_class
-    fm.MediaStorageSOPInstanceUID = sop_uid
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    fm.ImplementationClassUID = IMPLEMENTATION_UID
-    fm.ImplementationVersionName = IMPLEMENTATION_VERSION
+def _write_classic(
+    image: Image,
+    path: Path,
+    identity: Dataset,
+    geo: _Geometry,
+    stored: Stored,
+    modality: str,
+    ts: str,
+) -> None:
+    """One file per slice and volume; one template dataset, per-instance values changed."""
+    ni, nj, nk, nt = stored.data.shape
+    meta = image.meta
+    sop_class = CT_STORAGE if modality == "CT" else MR_STORAGE
     ds = Dataset()
-    ds.file_meta = fm
+    ds.file_meta = _file_meta(sop_class, ts)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
+    ds.SOPInstanceUID = ""
     ds.Modality = modality
-    ds.Manufacturer = _text(meta.manufacturer)
-    ds.ManufacturerModelName = _text(meta.model_name)
-    ds.SoftwareVersions = "anyconv"
-    ds.PatientName = _text(meta.patient.get("name")) or "ANONYMOUS"
-    ds.PatientID = _text(meta.patient.get("id")) or "ANON"
-    ds.PatientBirthDate = _text(meta.patient.get("birth_date"), 8)
-    ds.PatientSex = _text(meta.patient.get("sex"), 16)
-    if meta.patient.get("age"):
-        ds.PatientAge = _text(meta.patient.get("age"), 4)
-    ds.StudyInstanceUID = study_uid
-    ds.StudyID = _text(meta.study.get("id"), 16) or "1"
-    ds.AccessionNumber = _text(meta.study.get("accession_number"), 16)
-    ds.ReferringPhysicianName = ""
-    if meta.study.get("description"):
-        ds.StudyDescription = _text(meta.study.get("description"))
-    if meta.study.get("institution"):
-        ds.InstitutionName = _text(meta.study.get("institution"))
-    ds.SeriesInstanceUID = series_uid
-    if meta.protocol_name:
-        ds.ProtocolName = _text(meta.protocol_name)
-    ds.Laterality = ""
-    ds.PatientPosition = "HFS"
-    ds.FrameOfReferenceUID = frame_uid
-    ds.PositionReferenceIndicator = ""
+    ds.update(identity)
+    ds.ContentDate = ds.ContentTime = ""
+    ds.InstanceNumber = 1
+    if "Laterality" not in ds:
+        ds.Laterality = ""
     ds.BurnedInAnnotation = "NO"
     if modality == "MR":
         ds.ScanningSequence = "RM"  # research mode: the acquisition is not known
@@ -316,7 +792,61 @@ def _base_dataset(
             ds.FlipAngle = _ds(meta.flip_angle)
     else:
         ds.KVP = ""
-    return ds
+    ds.ImageOrientationPatient = geo.iop
+    di, dj, dk = geo.spacing
+    ds.PixelSpacing = [_ds(dj), _ds(di)]
+    ds.SliceThickness = _ds(dk)
+    ds.SpacingBetweenSlices = _ds(dk)
+    _pixel_module(ds, nj, ni, stored)
+    if stored.scaled or modality == "CT":
+        ds.RescaleIntercept = _ds(stored.inter)
+        ds.RescaleSlope = _ds(stored.slope)
+        ds.RescaleType = "HU" if modality == "CT" else "US"
+    mr_temporal = nt > 1 and modality == "MR"  # MR Image module attributes, not in CT's
+    if mr_temporal:
+        ds.NumberOfTemporalPositions = nt
+    base = _base_time(identity) if nt > 1 and meta.repetition_time else None
+    signed = stored.data.dtype.kind == "i"
+    little = stored.data.dtype.newbyteorder("<")
+
+    suffix = ".dcm"
+    stem = path.name[: -len(suffix)] if path.name.lower().endswith(suffix) else path.name
+    width = max(4, len(str(nk * nt)))
+    number = 0
+    for t in range(nt):
+        ds.AcquisitionNumber = t + 1
+        if mr_temporal:
+            ds.TemporalPositionIdentifier = t + 1
+            if base is not None:
+                acq = base + _dt.timedelta(seconds=float(meta.repetition_time) * t)
+                ds.AcquisitionTime = acq.strftime("%H%M%S.%f")
+        for k in range(nk):
+            number += 1
+            uid = new_uid()
+            ds.SOPInstanceUID = uid
+            ds.file_meta.MediaStorageSOPInstanceUID = uid
+            ds.InstanceNumber = number
+            position = geo.lps[:3, 3] + k * geo.lps[:3, 2]
+            ds.ImagePositionPatient = [_ds(x) for x in position]
+            ds.SliceLocation = _ds(float(position @ geo.normal))
+            frame = np.ascontiguousarray(stored.data[:, :, k, t].T, dtype=little)
+            ds.PixelData = _encode([frame], ts, signed)
+            if ts in _ENCAPSULATED:
+                ds["PixelData"].VR = "OB"
+            out = path.with_name(f"{stem}_{number:0{width}d}{suffix}")
+            ds.save_as(out, enforce_file_format=True)
+
+
+def _base_time(identity: Dataset) -> _dt.datetime | None:
+    """The series' start (SeriesTime, else StudyTime) from the header, for acquisition times."""
+    for keyword in ("SeriesTime", "StudyTime"):
+        text = str(identity.get(keyword) or "").strip()
+        if len(text) >= 6 and text[:6].isdigit():
+            frac = float("0" + text[6:]) if text[6:7] == "." else 0.0
+            return _dt.datetime(2000, 1, 1, int(text[:2]), int(text[2:4]), int(text[4:6])) + (
+                _dt.timedelta(seconds=frac)
+            )
+    return None
 
 
 def _item(**attrs: Any) -> Dataset:
@@ -326,62 +856,68 @@ def _item(**attrs: Any) -> Dataset:
     return item
 
 
-def _enhanced(
-    ds: Dataset,
-    stored: np.ndarray,
-    lps: np.ndarray,
-    spacing: tuple[float, float, float],
-    iop: list[str],
-    scaling: tuple[float, float],
-    tr: float | None,
+def _write_enhanced(
+    image: Image,
+    path: Path,
+    identity: Dataset,
+    geo: _Geometry,
+    stored: Stored,
+    modality: str,
+    ts: str,
 ) -> None:
-    """Turn ``ds`` into one Enhanced MR instance: frames k fastest, then t.
+    """One Enhanced MR or CT instance: frames k fastest, then t.
 
     Shared groups hold what all frames share (spacing, orientation, scaling, frame type);
-    per-frame groups hold each frame's position and its (stack position, temporal index).
+    per-frame groups hold each frame's position and its (stack, in-stack position, temporal
+    position) indices.
     """
-    ni, nj, nk, nt = stored.shape
-    di, dj, dk = spacing
+    ni, nj, nk, nt = stored.data.shape
+    di, dj, dk = geo.spacing
+    ct = modality == "CT"
+    sop_class = ENHANCED_CT_STORAGE if ct else ENHANCED_MR_STORAGE
+    uid = new_uid()
+    ds = Dataset()
+    ds.file_meta = _file_meta(sop_class, ts)
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.SpecificCharacterSet = "ISO_IR 192"
     ds.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "NONE"]
-    ds.DeviceSerialNumber = "0"
-    ds.Manufacturer = ds.Manufacturer or "anyconv"
-    ds.ManufacturerModelName = ds.ManufacturerModelName or "anyconv"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = uid
+    ds.Modality = modality
+    ds.update(identity)
+    # Enhanced General Equipment makes these type 1: the source's, else this software's.
+    ds.Manufacturer = ds.get("Manufacturer") or "anyconv"
+    ds.ManufacturerModelName = ds.get("ManufacturerModelName") or "anyconv"
+    ds.DeviceSerialNumber = ds.get("DeviceSerialNumber") or "0"
+    ds.SoftwareVersions = ds.get("SoftwareVersions") or "anyconv"
+    now = _dt.datetime.now()  # type 1 content date/time: when this instance was made
+    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.InstanceNumber = 1
     ds.ContentQualification = "RESEARCH"
     ds.ImageComments = "written by anyconv"
-    # Type 1C in the MR Image and Spectroscopy Instance macro (dciodvfy requires it); the
-    # source's acquisition is unknown, so this names the usual agency, not a measurement.
-    ds.ApplicableSafetyStandardAgency = "IEC"
+    if not ct:
+        # Type 1C in the MR Image and Spectroscopy Instance macro (dciodvfy requires it);
+        # the source's acquisition is unknown, so this names the usual agency.
+        ds.ApplicableSafetyStandardAgency = "IEC"
+        ds.ComplexImageComponent = "MAGNITUDE"
+        ds.AcquisitionContrast = "UNKNOWN"
     ds.VolumetricProperties = "VOLUME"
     ds.VolumeBasedCalculationTechnique = "NONE"
-    ds.ComplexImageComponent = "MAGNITUDE"
-    ds.AcquisitionContrast = "UNKNOWN"
     ds.PixelPresentation = "MONOCHROME"
     ds.PresentationLUTShape = "IDENTITY"
     ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = "NO"
     ds.AcquisitionContextSequence = []
-    for kw in (
-        "ScanningSequence",
-        "SequenceVariant",
-        "ScanOptions",
-        "MRAcquisitionType",
-        "RepetitionTime",
-        "EchoTime",
-        "EchoTrainLength",
-        "InversionTime",
-        "FlipAngle",
-        "SliceLocation",
-        "Laterality",
-    ):
-        if kw in ds:
-            delattr(ds, kw)
     ds.NumberOfFrames = nk * nt
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = nj, ni
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
-    slope, inter = scaling
+    _pixel_module(ds, nj, ni, stored)
+    frame_type = {
+        "FrameType": ["DERIVED", "PRIMARY", "VOLUME", "NONE"],
+        "PixelPresentation": "MONOCHROME",
+        "VolumetricProperties": "VOLUME",
+        "VolumeBasedCalculationTechnique": "NONE",
+    }
+    if not ct:
+        frame_type.update(ComplexImageComponent="MAGNITUDE", AcquisitionContrast="UNKNOWN")
     shared = _item(
         PixelMeasuresSequence=[
             _item(
@@ -390,18 +926,12 @@ def _enhanced(
                 SpacingBetweenSlices=_ds(dk),
             )
         ],
-        PlaneOrientationSequence=[_item(ImageOrientationPatient=iop)],
+        PlaneOrientationSequence=[_item(ImageOrientationPatient=geo.iop)],
         PixelValueTransformationSequence=[
-            _item(RescaleIntercept=_ds(inter), RescaleSlope=_ds(slope), RescaleType="US")
-        ],
-        MRImageFrameTypeSequence=[
             _item(
-                FrameType=["DERIVED", "PRIMARY", "VOLUME", "NONE"],
-                PixelPresentation="MONOCHROME",
-                VolumetricProperties="VOLUME",
-                VolumeBasedCalculationTechnique="NONE",
-                ComplexImageComponent="MAGNITUDE",
-                AcquisitionContrast="UNKNOWN",
+                RescaleIntercept=_ds(stored.inter),
+                RescaleSlope=_ds(stored.slope),
+                RescaleType="HU" if ct else "US",
             )
         ],
         FrameAnatomySequence=[
@@ -417,11 +947,19 @@ def _enhanced(
             )
         ],
     )
+    if ct:
+        shared.CTImageFrameTypeSequence = [_item(**frame_type)]
+        # dciodvfy requires the Irradiation Event Identification macro even for DERIVED
+        # frames; one new UID says only that the frames share one (unknown) event.
+        shared.IrradiationEventIdentificationSequence = [_item(IrradiationEventUID=new_uid())]
+    else:
+        shared.MRImageFrameTypeSequence = [_item(**frame_type)]
     ds.SharedFunctionalGroupsSequence = [shared]
     dim_uid = new_uid()
     ds.DimensionOrganizationSequence = [_item(DimensionOrganizationUID=dim_uid)]
-    # Dimensions from slowest to fastest varying, as the frames are stored: t, then k.
-    pointers = [(0x0020, 0x9056)] + ([(0x0020, 0x9128)] if nt > 1 else []) + [(0x0020, 0x9057)]
+    # Index values list the spatial position before the temporal one, as Philips does and as
+    # dcm2niix sorts them (the last index varies slowest); frames are stored in that order.
+    pointers = [0x00209056, 0x00209057] + ([0x00209128] if nt > 1 else [])
     ds.DimensionOrganizationType = "3D_TEMPORAL" if nt > 1 else "3D"
     ds.DimensionIndexSequence = [
         _item(
@@ -431,23 +969,25 @@ def _enhanced(
         )
         for pointer in pointers
     ]
-    frames = []
+    frames = Sequence()
     for t in range(nt):
         for k in range(nk):
             content = _item(StackID="1", InStackPositionNumber=k + 1)
-            index = [1, t + 1, k + 1] if nt > 1 else [1, k + 1]
             if nt > 1:
                 content.TemporalPositionIndex = t + 1
-                if tr:
-                    content.FrameAcquisitionDuration = float(tr) * 1000.0
-            content.DimensionIndexValues = index
-            position = lps[:3, 3] + k * lps[:3, 2]
+            content.DimensionIndexValues = [1, k + 1] + ([t + 1] if nt > 1 else [])
             frames.append(
                 _item(
                     FrameContentSequence=[content],
-                    PlanePositionSequence=[_item(ImagePositionPatient=[_ds(x) for x in position])],
+                    PlanePositionSequence=[_item(ImagePositionPatient=geo.position(k))],
                 )
             )
     ds.PerFrameFunctionalGroupsSequence = frames
-    order = np.ascontiguousarray(stored.transpose(3, 2, 1, 0))  # t, k, j (row), i (column)
-    ds.PixelData = order.astype(stored.dtype.newbyteorder("<"), copy=False).tobytes()
+    little = stored.data.dtype.newbyteorder("<")
+    order = np.ascontiguousarray(stored.data.transpose(3, 2, 1, 0), dtype=little)  # t,k,j,i
+    if ts in _ENCAPSULATED:
+        ds.PixelData = _encode([f for vol in order for f in vol], ts, stored.data.dtype.kind == "i")
+        ds["PixelData"].VR = "OB"
+    else:
+        ds.PixelData = order.tobytes()
+    ds.save_as(path, enforce_file_format=True)
