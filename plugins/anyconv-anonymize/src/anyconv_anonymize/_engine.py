@@ -47,7 +47,7 @@ _BYTES_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 _SCRUBBED_VRS = _TEXT_VRS | _DATE_VRS | frozenset({"OB", "OW", "UN", "UT"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
 _DUMMY_TEXT = {
-    "PN": "ANONYMIZED",
+    "PN": "ANONYMIZED^",
     "DA": "19000101",
     "TM": "000000",
     "DT": "19000101000000",
@@ -274,16 +274,20 @@ class Deidentifier:
             return
         elem.value = _map_values(
             elem.value,
-            lambda v: shift_date(v, ctx.shift) or _DUMMY_TEXT.get(elem.VR, ""),
+            lambda v: shift_date(v, ctx.shift, elem.VR) or _DUMMY_TEXT.get(elem.VR, ""),
         )
 
     def _mark(self, ds: Dataset, ctx: Context) -> None:
         """PatientIdentityRemoved, the method (text and CID 7050 codes), pseudonyms."""
         policy = ctx.policy
         alias = pseudonym(policy.key, ctx.anchor)
-        for keyword in ("PatientID", "PatientName"):
-            if policy.table_action(int(getattr(_TAGS, keyword)), keyword) == "Z":
-                setattr(ds, keyword, alias)
+        if policy.table_action(0x00100020, "PatientID") == "Z":
+            ds.PatientID = alias
+        if policy.table_action(0x00100010, "PatientName") == "Z":
+            ds.PatientName = alias.replace("-", "^", 1)  # family^given: ANON^<hex>
+        if ds.get("StudyID") == "" and ds.get("StudyInstanceUID"):
+            # Z allows a dummy: a short keyed one keeps studies told apart (DICOMDIR needs it)
+            ds.StudyID = new_uid(policy.key, str(ds.StudyInstanceUID))[-8:]
         ds.PatientIdentityRemoved = "YES"
         names = [profile.CID_7050["basic"][1]] + [
             profile.CID_7050[c][1].removesuffix(" Option") for c in policy.used_options()
@@ -303,11 +307,6 @@ class Deidentifier:
             "remove": "REMOVED",
             "keep": "UNMODIFIED",
         }[policy.dates]
-
-
-class _TAGS:
-    PatientID = 0x00100020
-    PatientName = 0x00100010
 
 
 def _elements(ds: Dataset) -> Iterable[DataElement]:

@@ -7,6 +7,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -95,41 +96,56 @@ def date_shift(key: bytes, patient: str) -> dt.timedelta:
 
 
 _DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y.%m.%d")
-_TIME_FORMATS = ("%H%M%S.%f", "%H%M%S", "%H%M", "%H:%M:%S.%f", "%H:%M:%S", "%H:%M")
-_DATETIME_FORMATS = ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d%H")
+_TIME_FORMATS = ("%H%M%S.%f", "%H%M%S", "%H%M", "%H", "%H:%M:%S.%f", "%H:%M:%S", "%H:%M")
+_DATETIME_FORMATS = (
+    "%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d%H", "%Y%m%d", "%Y%m", "%Y",
+)  # fmt: skip
 
 
 def _fraction_digits(text: str) -> int:
     return len(text.rsplit(".", 1)[1]) if "." in text else 0
 
 
-def shift_date(value: Any, shift: dt.timedelta) -> Any:
-    """Shift a DICOM/ISO date, time or date-time; unparseable or out of range gives ``None``."""
+def shift_date(value: Any, shift: dt.timedelta, vr: str | None = None) -> Any:
+    """Shift a date (DA), time (TM) or date-time (DT); unparseable or out of range: ``None``.
+
+    Without a VR (sidecar values) the form decides: ISO date-times, ``HH:MM:SS`` times, eight
+    digits a date, other digits a time. Times of day wrap around midnight (their date is not
+    known); a DICOM date-time's time-zone suffix and the number of fraction digits are kept.
+    """
+    text = str(value).strip()
+    if vr is None:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", text):
+            vr = "ISO"
+        elif ":" in text:
+            vr = "TM"
+        else:
+            vr = "DA" if re.fullmatch(r"\d{8}", text) else "TM" if len(text) <= 13 else "DT"
     try:
-        return _shift_date(value, shift)
-    except OverflowError:
+        return _shift_date(text, shift, vr)
+    except (OverflowError, ValueError):
         return None
 
 
-def _shift_date(value: Any, shift: dt.timedelta) -> Any:
-    """Shift a DICOM/ISO date, time or date-time; anything unparseable gives ``None``.
-
-    Times of day wrap around midnight (their date is not known); a DICOM date-time's time-zone
-    suffix is kept. The number of fraction digits is kept.
-    """
-    text = str(value).strip()
-    for fmt in _DATE_FORMATS:
-        try:
-            return (dt.datetime.strptime(text, fmt) + shift).strftime(fmt)
-        except ValueError:
-            pass
-    for fmt in _TIME_FORMATS:
-        try:
-            parsed = dt.datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        moment = dt.datetime(2000, 1, 1) + (parsed - dt.datetime(1900, 1, 1)) + shift
-        return _keep_fraction(moment.strftime(fmt), text)
+def _shift_date(text: str, shift: dt.timedelta, vr: str) -> str | None:
+    if vr == "ISO":
+        if len(text) == 10:
+            return (dt.datetime.strptime(text, "%Y-%m-%d") + shift).strftime("%Y-%m-%d")
+        return (dt.datetime.fromisoformat(text) + shift).isoformat()
+    if vr == "DA":
+        for fmt in _DATE_FORMATS:
+            with contextlib.suppress(ValueError):
+                return _year4((dt.datetime.strptime(text, fmt) + shift).strftime(fmt))
+        return None
+    if vr == "TM":
+        for fmt in _TIME_FORMATS:
+            try:
+                parsed = dt.datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+            moment = dt.datetime(2000, 1, 1) + (parsed - dt.datetime(1900, 1, 1)) + shift
+            return _keep_fraction(moment.strftime(fmt), text)
+        return None
     zone = ""
     match = re.match(r"^(\d{4,14}(?:\.\d{1,6})?)([+-]\d{4})$", text)
     if match:
@@ -139,11 +155,15 @@ def _shift_date(value: Any, shift: dt.timedelta) -> Any:
             parsed = dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
-        return _keep_fraction((parsed + shift).strftime(fmt), text) + zone
-    try:
-        return (dt.datetime.fromisoformat(str(value).strip()) + shift).isoformat()
-    except ValueError:
-        return None
+        return _year4(_keep_fraction((parsed + shift).strftime(fmt), text)) + zone
+    return None
+
+
+def _year4(text: str) -> str:
+    """Some C libraries print years below 1000 without leading zeros: refuse those."""
+    if not re.match(r"^\d{4}", text):
+        raise ValueError(text)
+    return text
 
 
 def _keep_fraction(shifted: str, original: str) -> str:
@@ -170,6 +190,8 @@ def shift_date_time_pair(date: str, time: str, shift: dt.timedelta) -> tuple[str
         try:
             moment = day + (clock - dt.datetime(1900, 1, 1)) + shift
         except OverflowError:
+            return None
+        if moment.year < 1000:
             return None
         return moment.strftime("%Y%m%d"), _keep_fraction(moment.strftime(fmt), time)
     return None
