@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing as mp
+import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,8 @@ def _decode(path: Path) -> np.ndarray:
 
 def _fallback(ds: Dataset, ts: str, path: Path, exc: Exception) -> np.ndarray:
     """12-bit JPEG (and others pydicom cannot) through imagecodecs, else a clear error."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ReadError(f"{path}: no pixel data (truncated file?)") from exc
     if ts in _JPEG_FAMILY:
         try:
             import imagecodecs
@@ -239,28 +244,80 @@ class VolumeProxy:
             for k, sl in enumerate(row):
                 by_file[sl.path].append((k, t, sl))
         buffers: dict = {}
+        pending: list[Path] = []
         for path, items in by_file.items():
             frames = None
             if self._decoder is _decode:
                 frames = read_native(path, items[0][2].ds, buffers)
-            if frames is None:
-                frames = self._decoder(path)
-            for k, t, sl in items:
-                img = _pick(frames, sl, path)
-                if self._apply:
-                    img = img.astype(np.float32) * np.float32(sl.slope) + np.float32(sl.inter)
-                if self._shifts is not None:
-                    view[:, :, k, t] = _shift(img, self._shifts[k], self._pad, shape[:2])
+                if frames is None:
+                    pending.append(path)  # compressed or unusual: decoded below, in parallel
                     continue
-                # i = column, j = flipped row: a row-reversed C image is this F slice.
-                if self._spp == 1:
-                    view[:, :, k, t].T[...] = img[::-1]
-                else:
-                    view[:, :, k, t] = np.swapaxes(img[::-1], 0, 1)
+            else:
+                frames = self._decoder(path)
+            self._place(view, frames, items, path, shape)
+        for path, frames in _decode_all(pending):
+            self._place(view, frames, by_file[path], path, shape)
         return out
+
+    def _place(
+        self,
+        view: np.ndarray,
+        frames: np.ndarray,
+        items: list[tuple[int, int, Slice]],
+        path: Path,
+        shape: tuple[int, ...],
+    ) -> None:
+        """Put one decoded file's slices where they belong."""
+        for k, t, sl in items:
+            img = _pick(frames, sl, path)
+            if self._apply:
+                img = img.astype(np.float32) * np.float32(sl.slope) + np.float32(sl.inter)
+            if self._shifts is not None:
+                view[:, :, k, t] = _shift(img, self._shifts[k], self._pad, shape[:2])
+                continue
+            # i = column, j = flipped row: a row-reversed C image is this F slice.
+            if self._spp == 1:
+                view[:, :, k, t].T[...] = img[::-1]
+            else:
+                view[:, :, k, t] = np.swapaxes(img[::-1], 0, 1)
 
     def __getitem__(self, index: Any) -> np.ndarray:
         return np.asarray(self)[index]
+
+
+def decode_workers() -> int:
+    """Processes decoding compressed files: ``$ANYCONV_DECODE_WORKERS``, else the cores (<= 4).
+
+    JPEG, JPEG 2000 and JPEG-LS decoders hold the GIL (threads gained nothing for JPEG,
+    measured), so files are decoded in forked processes.
+    """
+    text = os.environ.get("ANYCONV_DECODE_WORKERS", "")
+    if text.isdigit():
+        return max(1, int(text))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, min(4, cores))
+
+
+#: Fewer compressed files than this are decoded in this process (forking costs ~50 ms).
+PARALLEL_MIN_FILES = 8
+
+
+def _decode_all(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray]]:
+    """Decoded frames of each file, in order; in worker processes when it pays."""
+    workers = min(decode_workers(), len(paths))
+    pool = None
+    if workers > 1 and len(paths) >= PARALLEL_MIN_FILES and "fork" in mp.get_all_start_methods():
+        try:
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+        except (OSError, ValueError, AssertionError):  # no processes here (limits, daemon)
+            pool = None
+    if pool is None:
+        for path in paths:
+            yield path, _decode(path)
+        return
+    with pool:
+        # a few files per task: fewer round trips, results still arrive in order
+        yield from zip(paths, pool.map(_decode, paths, chunksize=4), strict=True)
 
 
 _NATIVE = {
