@@ -6,7 +6,10 @@ from pydicom.sequence import Sequence
 from pydicom.uid import MRImageStorage
 
 NAME = "Doeberman^Janette"
-CSA = b"SV10\x04\x03\x02\x01 tProtocolName = Doeberman PID123456 study 19700101 ok \x00\x00"
+CSA = (
+    b"SV10\x04\x03\x02\x01 tProtocolName = Doeberman PID123456 study 19700101"
+    b" ok ref 1.2.826.0.1.3680043.99.1\x00"
+)
 
 
 def item(**attrs):

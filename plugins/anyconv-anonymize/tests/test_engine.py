@@ -6,7 +6,10 @@ from anyconv_anonymize.policy import Policy, new_uid, pseudonym
 from pydicom.uid import MRImageStorage
 
 KEY = "engine-test"
-CSA = b"SV10\x04\x03\x02\x01 tProtocolName = Doeberman PID123456 study 19700101 ok \x00\x00"
+CSA = (
+    b"SV10\x04\x03\x02\x01 tProtocolName = Doeberman PID123456 study 19700101"
+    b" ok ref 1.2.826.0.1.3680043.99.1\x00"
+)
 
 
 @pytest.fixture

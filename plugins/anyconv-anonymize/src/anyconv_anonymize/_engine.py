@@ -162,6 +162,9 @@ class Deidentifier:
                     add_needles(needles, elem.value, elem.VR)
                 continue
             action = self.action(elem)
+            if elem.VR == "UI" and action in ("U", "D"):
+                add_needles(needles, elem.value, "UI")  # old UIDs hidden in vendor text
+                continue
             if action in ("K", "C") or elem.VR in ("CS", "AS", "UI") or elem.VR in _NUMERIC_VRS:
                 continue
             if elem.VR in _TEXT_VRS or elem.VR in _DATE_VRS:
