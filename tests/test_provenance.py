@@ -185,10 +185,15 @@ def test_deidentified_index_keeps_new_identifiers_unless_linkage_asked(testdata,
         h[k] for h in originals for k in ("instance_uid", "series_uid", "study_uid")
     }
     plain = tmp_path / "plain.sqlite"
-    code, _, output = invoke(folder, tmp_path / "a/", "--anonymize", "--index", plain)
+    key = "t4e-s3cret-k3y"
+    code, _, output = invoke(
+        folder, tmp_path / "a/", "-t", f"anonymize:key={key}", "--index", plain
+    )
     assert code == 0, output
     text = dump(plain)
     assert not [s for s in secret if s in text]
+    assert key not in text  # secret-named options are recorded as given, not their values
+    assert query(plain)[0]["transforms"] == [["anonymize", {"key": "<secret>"}]]
     (conversion,) = query(plain, linkage=True)
     assert conversion["deidentified"] and conversion["source"] is None
     assert conversion["linkage"] == []

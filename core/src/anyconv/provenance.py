@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -115,6 +116,26 @@ CREATE INDEX IF NOT EXISTS conversions_study ON conversions(study_uid);
 """
 
 
+#: option names whose values are secrets (an anonymizer's key, a server's password): the index
+#: records that they were given, never their values
+_SECRET = re.compile(
+    r"(^|[_.-])(key|secret|password|passwd|token|auth|credentials?)($|[_.-])", re.I
+)
+SECRET_VALUE = "<secret>"
+
+
+def scrub(value: Any) -> Any:
+    """Options as recorded: values of secret-named keys replaced, nested dicts and lists too."""
+    if isinstance(value, dict):
+        return {
+            k: SECRET_VALUE if _SECRET.search(str(k)) and v not in (None, "") else scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    return value
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -182,8 +203,8 @@ def describe(
         "notes": list(written.notes),
         "geometry": dict(written.geometry),
         "stored": list(written.stored),
-        "options": options,
-        "transforms": [[name, dict(opts)] for name, opts in transforms],
+        "options": scrub(options),
+        "transforms": [[name, scrub(dict(opts))] for name, opts in transforms],
         "software": software(registry, written.reader, written.writer),
     }
 
