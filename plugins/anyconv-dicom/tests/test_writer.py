@@ -485,6 +485,18 @@ def test_compressed_transfer_syntaxes(tmp_path: Path, ts: str) -> None:
         _check(np.asarray(ref.dataobj), ref.affine, img)
 
 
+@pytest.mark.parametrize("ts", ["explicit", "rle", "deflate", "jpeg2000"])
+def test_fast_series_bytes_are_what_pydicom_writes(tmp_path: Path, ts: str) -> None:
+    """The template writer re-encodes only per-instance elements: same bytes as dcmwrite."""
+    import io
+
+    img = _image((40, 33, 3, 2))
+    for path in _write(img, tmp_path, options=_opts(ts=ts))[::2]:
+        buf = io.BytesIO()
+        pydicom.dcmread(path).save_as(buf, enforce_file_format=True)
+        assert buf.getvalue() == path.read_bytes()
+
+
 def test_jpeg2000_decodes_exactly_with_two_decoders(tmp_path: Path) -> None:
     """OpenJPEG (pylibjpeg) encodes; GDCM and OpenJPEG both decode the very same values."""
     img = _image((40, 33, 3), "float32")

@@ -21,6 +21,7 @@ import datetime as _dt
 import math
 import re
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,12 @@ from anyconv.geometry import ras_to_lps
 from anyconv.model import Image, scaled_dtype
 from anyconv.specs import WriteOptions
 from pydicom import config as _config
+from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -752,6 +756,79 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
         _write_classic(image, path, identity, geometry, stored, modality, ts)
 
 
+class _FastSeries:
+    """Part 10 files from one template dataset, re-encoding only what changes per instance.
+
+    pydicom's ``dcmwrite`` encodes every element of every file (5 ms a file); a series
+    differs only in a few attributes, so the rest is encoded once and the bytes reused.
+    """
+
+    def __init__(self, template: Dataset, dynamic: set[int], ts: str) -> None:
+        self.ts = ts
+        self.encodings = convert_encodings(["ISO_IR 192"])
+        self.segments: list[bytes | int] = []
+        run = b""
+        for tag in sorted(int(elem.tag) for elem in template):
+            if tag in dynamic:
+                self.segments += [run, tag]
+                run = b""
+            else:
+                run += self._encode(template[tag])
+        self.segments.append(run)
+        fm = template.file_meta
+        self.meta_head = self._encode(_meta_element(0x00020001, "OB", b"\x00\x01")) + self._encode(
+            fm["MediaStorageSOPClassUID"]
+        )
+        self.meta_tail = b"".join(
+            self._encode(fm[t])
+            for t in ("TransferSyntaxUID", "ImplementationClassUID", "ImplementationVersionName")
+        )
+
+    def _encode(self, elem: Any) -> bytes:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write_data_element(fp, elem, self.encodings)
+        return fp.getvalue()
+
+    def write(self, path: Path, ds: Dataset, pixels: bytes) -> None:
+        """Write ``path`` from ``ds``'s current dynamic values and the Pixel Data value."""
+        body = []
+        for seg in self.segments:
+            if isinstance(seg, bytes):
+                body.append(seg)
+            elif seg == 0x7FE00010:
+                body.append(_pixel_data_element(pixels, self.ts in _ENCAPSULATED))
+            elif seg in ds:
+                body.append(self._encode(ds[seg]))
+        data = b"".join(body)
+        if self.ts == DeflatedExplicitVRLittleEndian:
+            deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            data = deflate.compress(data) + deflate.flush()
+            if len(data) % 2:
+                data += b"\x00"
+        uid = self._encode(_meta_element(0x00020003, "UI", ds.SOPInstanceUID))
+        meta = self.meta_head + uid + self.meta_tail
+        group = self._encode(_meta_element(0x00020000, "UL", len(meta)))
+        with path.open("wb") as fh:
+            fh.write(b"\x00" * 128 + b"DICM" + group + meta + data)
+
+
+def _meta_element(tag: int, vr: str, value: Any) -> Any:
+    from pydicom.dataelem import DataElement
+
+    return DataElement(tag, vr, value)
+
+
+def _pixel_data_element(pixels: bytes, encapsulated: bool) -> bytes:
+    """(7FE0,0010): OW with its length, or OB of undefined length ending in a delimiter."""
+    tag = b"\xe0\x7f\x10\x00"
+    if encapsulated:
+        return tag + b"OB\x00\x00\xff\xff\xff\xff" + pixels + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    if len(pixels) % 2:
+        pixels += b"\x00"
+    return tag + b"OW\x00\x00" + len(pixels).to_bytes(4, "little") + pixels
+
+
 def _write_classic(
     image: Image,
     path: Path,
@@ -808,6 +885,24 @@ def _write_classic(
     base = _base_time(identity) if nt > 1 and meta.repetition_time else None
     signed = stored.data.dtype.kind == "i"
     little = stored.data.dtype.newbyteorder("<")
+    dynamic = {
+        0x00080018,  # SOPInstanceUID
+        0x00080032,  # AcquisitionTime
+        0x00200012,  # AcquisitionNumber
+        0x00200013,  # InstanceNumber
+        0x00200032,  # ImagePositionPatient
+        0x00200100,  # TemporalPositionIdentifier
+        0x00201041,  # SliceLocation
+        0x7FE00010,  # PixelData
+    }
+    ds.SliceLocation = ds.AcquisitionNumber = ""
+    ds.ImagePositionPatient = ""
+    ds.PixelData = b""
+    if mr_temporal:
+        ds.TemporalPositionIdentifier = ""
+    if base is not None:
+        ds.AcquisitionTime = ""
+    fast = _FastSeries(ds, dynamic, ts)
 
     suffix = ".dcm"
     stem = path.name[: -len(suffix)] if path.name.lower().endswith(suffix) else path.name
@@ -822,19 +917,14 @@ def _write_classic(
                 ds.AcquisitionTime = acq.strftime("%H%M%S.%f")
         for k in range(nk):
             number += 1
-            uid = new_uid()
-            ds.SOPInstanceUID = uid
-            ds.file_meta.MediaStorageSOPInstanceUID = uid
+            ds.SOPInstanceUID = new_uid()
             ds.InstanceNumber = number
             position = geo.lps[:3, 3] + k * geo.lps[:3, 2]
             ds.ImagePositionPatient = [_ds(x) for x in position]
             ds.SliceLocation = _ds(float(position @ geo.normal))
             frame = np.ascontiguousarray(stored.data[:, :, k, t].T, dtype=little)
-            ds.PixelData = _encode([frame], ts, signed)
-            if ts in _ENCAPSULATED:
-                ds["PixelData"].VR = "OB"
             out = path.with_name(f"{stem}_{number:0{width}d}{suffix}")
-            ds.save_as(out, enforce_file_format=True)
+            fast.write(out, ds, _encode([frame], ts, signed))
 
 
 def _base_time(identity: Dataset) -> _dt.datetime | None:
