@@ -39,20 +39,26 @@ class _UnsupportedError(Exception):
     """A file for pydicom to read."""
 
 
-def read_header_fast(path: Path, size: int) -> tuple[Dataset, int | None] | None:
+def read_header_fast(
+    path: Path, size: int, head: bytes | None = None
+) -> tuple[Dataset, int | None] | None:
     """The dataset before the pixel data, and the pixel element's tag; ``None``: use pydicom.
 
-    ``size`` is the file size (already known to the caller).
+    ``size`` is the file size; ``head``, if the caller has read it, the file's first bytes
+    (``FIRST`` of them, or the whole file).
     """
     try:
-        with path.open("rb") as fh:
-            data = fh.read(FIRST)
-            try:
-                return _parse(data, size)
-            except _NeedMoreError:
-                if size <= len(data):
-                    return None
-                data += fh.read(MORE)
+        if head is None or (len(head) < FIRST and len(head) < size):
+            with path.open("rb") as fh:
+                head = fh.read(FIRST)
+        try:
+            return _parse(head, size)
+        except _NeedMoreError:
+            if size <= len(head):
+                return None
+            with path.open("rb") as fh:
+                fh.seek(len(head))
+                data = head + fh.read(MORE)
             return _parse(data, size)
     except (_UnsupportedError, _NeedMoreError, struct.error, UnicodeDecodeError, OSError):
         return None

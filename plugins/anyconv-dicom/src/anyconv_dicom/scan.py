@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydicom.multival import MultiValue  # noqa: TID253 - only reader.py imports
 from pydicom.tag import BaseTag  # noqa: TID253 - only reader.py imports this module
 
 from .csa import csa_float, csa_floats, parse_csa
+from .fastread import FIRST as FAST_FIRST
 from .fastread import read_header_fast
 
 log = logging.getLogger("anyconv")
@@ -115,19 +117,17 @@ def read_header(path: Path, skipped: list[str] | None = None) -> Dataset | None:
     """
     try:
         with path.open("rb") as fh:
-            head = fh.read(132)
+            head = fh.read(FAST_FIRST)  # one read: the whole header of most files
+            size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
         _skip(skipped, path, "cannot read: %s", exc.strerror or exc)
         return None
-    if not looks_like_dicom(head):
+    if not looks_like_dicom(head[:132]):
         _skip(skipped, path, "not a DICOM file")
         return None
     fast = None
     if head[128:132] == b"DICM":
-        try:
-            fast = read_header_fast(path, path.stat().st_size)
-        except OSError:
-            fast = None
+        fast = read_header_fast(path, size, head)
     try:
         if fast is not None:
             ds, pixel_tag = fast
