@@ -44,6 +44,11 @@ PHI_CASES = [
     "philips_achieva_enhanced_t1_balls",
     "siemens_vida_xa10_enhanced_fmri",
 ]
+IDENTIFYING_KEYS = {
+    "InstitutionName", "StationName", "DeviceSerialNumber", "InstitutionAddress",
+    "InstitutionalDepartmentName", "SeriesDescription", "ProtocolName", "StudyDescription",
+    "PatientName", "PatientID", "PatientBirthDate", "ProcedureStepDescription",
+}  # fmt: skip
 UID_ROOT = "1.2.826.0.1.3680043.99.8675309"
 PLANTED = {
     "PatientName": "Zyxwvut^Qwertyuiop",
@@ -239,6 +244,13 @@ def test_conversion_after_anonymization_is_identical(testdata, anonymized, tmp_p
             assert {k for k in changed if _bids_action(k, policy) == "K"} == set(), x.name
     # dcm2niix agrees too
     same_images(dcm2niix(src, tmp_path / "d_plain"), dcm2niix(anon_dir, tmp_path / "d_anon"))
+    # and the transform path (acceptance 2): same volumes, a sidecar with no identifying key
+    direct = sorted(run(src, tmp_path / "direct", anonymize={"key": KEY}), key=lambda p: p.suffix)
+    same_images(plain, direct)
+    for side in (p for p in direct if p.suffix == ".json"):
+        keys = set(json.loads(side.read_text()))
+        assert {k for k in keys if _bids_action(k, policy) not in ("K", "C", "S", "U")} == set()
+        assert not keys & IDENTIFYING_KEYS
 
 
 def dciodvfy_errors(path: Path) -> set[str]:

@@ -95,7 +95,7 @@ def refuse_burned_in(image: Image, header: Dataset, policy: Policy) -> None:
     if why:
         raise LossyConversionError(
             f"{image.source or 'input'}: may carry burned-in identifying text ({why})",
-            hint="check the pixels, then pass -O allow_burned_in=1 (anonymize option)",
+            hint="check the pixels, then pass -t anonymize:allow_burned_in=1",
         )
 
 
