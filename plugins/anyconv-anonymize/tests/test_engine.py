@@ -133,3 +133,19 @@ def test_dates_removed(make_sample):
     assert ds.StudyDate == "" and ds.StudyTime == ""
     assert ds.InstanceCreationDate == "19000101"
     assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+
+
+def test_a_date_and_its_time_cross_midnight_together(make_sample):
+    import datetime as dt
+
+    from anyconv_anonymize._engine import Context
+
+    policy = Policy.from_options({"key": KEY})
+    ds = make_sample()
+    ds.StudyDate, ds.StudyTime = "20200111", "010000"
+    ds.SeriesDate, ds.SeriesTime = "20200111", "235900"
+    ctx = Context(policy, -dt.timedelta(days=10, hours=2), "anchor")
+    Deidentifier(policy).apply(ds, ctx)
+    assert (ds.StudyDate, ds.StudyTime) == ("20191231", "230000")
+    assert (ds.SeriesDate, ds.SeriesTime) == ("20200101", "215900")
+    assert ds.InstanceCreationDate == "20191231"  # a date alone: its midnight moved

@@ -265,8 +265,8 @@ class Deidentifier:
         keyword = elem.keyword or ""
         if elem.VR == "DA" and keyword.endswith("Date"):
             sibling = keyword[:-4] + "Time"
-            time_elem = ds.get(sibling)
-            if time_elem is not None and isinstance(time_elem, DataElement) and time_elem.value:
+            time_elem = ds.data_element(sibling) if sibling in ds else None
+            if time_elem is not None and time_elem.VR == "TM" and time_elem.value:
                 pair = shift_date_time_pair(str(elem.value), str(time_elem.value), ctx.shift)
                 if pair is not None:
                     elem.value, time_elem.value = pair
