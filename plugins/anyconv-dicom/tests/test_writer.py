@@ -346,7 +346,9 @@ def _carried_values(ds: Dataset) -> dict[int, str]:
     return {int(e.tag): str(e.value) for e in ds if int(e.tag) in CARRIED_TAGS}
 
 
-@pytest.mark.parametrize("case", ["ts_explicit_le", "siemens_trio_mosaic_ax_asc35"])
+@pytest.mark.parametrize(
+    "case", ["ts_explicit_le", "siemens_trio_mosaic_ax_asc35", "philips_achieva_enhanced_t1_balls"]
+)
 def test_corpus_dicom_keeps_identity_and_geometry(
     testdata: Path, tmp_path: Path, case: str
 ) -> None:
@@ -359,10 +361,15 @@ def test_corpus_dicom_keeps_identity_and_geometry(
     header = _header_ds(src)
     files = _write(src, tmp_path / "out")
     ds = pydicom.dcmread(files[0])
-    want = _carried_values(header)
-    want.pop(0x0020000E, None)
+    want = {t: v for t, v in _carried_values(header).items() if header[t].VR != "SQ"}
     got = _carried_values(ds)
     assert {t: got.get(t) for t in want} == want
+    for elem in header:  # sequences as they are, references reduced to their two UIDs
+        if int(elem.tag) in CARRIED_TAGS and elem.VR == "SQ":
+            keys = [(0x00081150, 0x00081155)] if "Referenced" in elem.keyword else []
+            for a, b in zip(elem.value, ds[elem.tag].value, strict=True):
+                wanted = {t: a[t].value for t in (keys[0] if keys else a.keys()) if t in a}
+                assert {e.tag: e.value for e in b} == wanted, elem.keyword
     for kw in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID"):
         assert str(ds.get(kw)) == str(header.get(kw)), kw
     assert ds.FrameOfReferenceUID == header.FrameOfReferenceUID  # same patient space
@@ -376,6 +383,12 @@ def test_corpus_dicom_keeps_identity_and_geometry(
     ref = _dcm2niix(tmp_path / "out", tmp_path / "nii")
     got_values = _aligned(np.asarray(ref.get_fdata()), ref.affine, src.affine)
     np.testing.assert_allclose(got_values, src.values(), rtol=1e-6, atol=1e-4)
+    dciodvfy = _tool("dciodvfy")
+    for layout in ("classic", "enhanced"):
+        out = _write(src, tmp_path / layout, options=_opts(layout=layout))[0]
+        run = subprocess.run([dciodvfy, str(out)], capture_output=True, text=True, errors="replace")
+        errors = [x for x in (run.stdout + run.stderr).splitlines() if x.startswith("Error")]
+        assert not errors, (layout, errors)  # warnings may be the source's own content
     new = _write(src, tmp_path / "new", options=_opts(new_study="yes"))
     d = pydicom.dcmread(new[0])
     assert d.StudyInstanceUID != header.StudyInstanceUID

@@ -479,7 +479,75 @@ def carried_header(image: Image) -> Dataset | None:
         for elem in item:
             out.add(elem)
     out.remove_private_tags()
+    for keyword in _REFERENCE_SEQUENCES:
+        # SOP Instance Reference Macro: a class and an instance UID per item, nothing else
+        # (vendors add instance dates and numbers that no IOD lists there).
+        for ref in out.get(keyword) or []:
+            for elem in list(ref):
+                if int(elem.tag) not in (0x00081150, 0x00081155):
+                    del ref[elem.tag]
     return out
+
+
+#: Body Part Examined values (PS3.16 CID 4031) of paired structures: General Series'
+#: Laterality (type 2C) is required for them and must be absent for unpaired ones.
+PAIRED_BODY_PARTS = frozenset(
+    [
+        "ACJOINT",
+        "ADRENAL",
+        "ANKLE",
+        "ARM",
+        "BREAST",
+        "CLAVICLE",
+        "EAR",
+        "ELBOW",
+        "EXTREMITY",
+        "EYE",
+        "FEMUR",
+        "FINGER",
+        "FOOT",
+        "FOREARM",
+        "HAND",
+        "HIP",
+        "HUMERUS",
+        "KIDNEY",
+        "KNEE",
+        "LEG",
+        "LOWERLIMB",
+        "LUNG",
+        "ORBIT",
+        "OVARY",
+        "PAROTID",
+        "RADIUS",
+        "SCAPULA",
+        "SHOULDER",
+        "SJOINT",
+        "TESTIS",
+        "THIGH",
+        "TIBIA",
+        "TMJ",
+        "TOE",
+        "UPPERLIMB",
+        "WRIST",
+    ]
+)
+
+
+def _laterality(ds: Dataset) -> None:
+    """Keep Laterality where General Series wants it: paired or unknown body part."""
+    part = str(ds.get("BodyPartExamined") or "").strip().upper()
+    if not part or part in PAIRED_BODY_PARTS:
+        if "Laterality" not in ds:
+            ds.Laterality = ""  # type 2: the side is not known
+    elif not str(ds.get("Laterality") or "").strip():
+        ds.pop(0x00200060, None)  # an unpaired part has no laterality
+
+
+_REFERENCE_SEQUENCES = (
+    "ReferencedPatientSequence",
+    "ReferencedStudySequence",
+    "ReferencedPerformedProcedureStepSequence",
+)
 
 
 def parse_set_values(values: dict[str, str]) -> list[tuple[int, str, Any]]:
@@ -852,8 +920,7 @@ def _write_classic(
     ds.update(identity)
     ds.ContentDate = ds.ContentTime = ""
     ds.InstanceNumber = 1
-    if "Laterality" not in ds:
-        ds.Laterality = ""
+    _laterality(ds)
     ds.BurnedInAnnotation = "NO"
     if modality == "MR":
         ds.ScanningSequence = "RM"  # research mode: the acquisition is not known
@@ -983,6 +1050,8 @@ def _write_enhanced(
     now = _dt.datetime.now()  # type 1 content date/time: when this instance was made
     ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceNumber = 1
+    # Enhanced IODs give laterality per frame (Frame Anatomy), not in the series.
+    laterality = str(ds.pop(0x00200060).value or "") if "Laterality" in ds else ""
     ds.ContentQualification = "RESEARCH"
     ds.ImageComments = "written by anyconv"
     if not ct:
@@ -1026,7 +1095,7 @@ def _write_enhanced(
         ],
         FrameAnatomySequence=[
             _item(
-                FrameLaterality="U",
+                FrameLaterality=laterality if laterality in ("R", "L", "B") else "U",
                 AnatomicRegionSequence=[
                     _item(
                         CodeValue="38266002",
