@@ -59,13 +59,18 @@ def load_key(given: str | None = None) -> bytes:
     path = KEY_FILE.expanduser()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # written whole under a temporary name, then linked in: parallel workers that start
+        # together all read the one complete key
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another worker made it first
+            os.link(tmp, path)
+        except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
+        finally:
+            tmp.unlink()
     return path.read_text().strip().encode()
 
 
