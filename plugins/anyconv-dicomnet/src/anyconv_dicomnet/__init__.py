@@ -1,0 +1,1 @@
+"""anyconv plugin: DICOM images fetched from and stored to a PACS (DICOMweb and DIMSE)."""
