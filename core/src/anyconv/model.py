@@ -219,7 +219,9 @@ class Image:
     # -- interoperability ---------------------------------------------------------------
     def to_nibabel(self) -> Any:
         """A ``nibabel.Nifti1Image`` (NIfTI-2 when a dimension is too big) with real values."""
-        import nibabel as nib
+        from .lazy import import_nibabel
+
+        nib = import_nibabel()
 
         arr = self.stored()
         klass = nib.Nifti1Image if max(self.shape, default=0) <= 32767 else nib.Nifti2Image

@@ -254,3 +254,17 @@ def test_same_image_gives_same_bytes(reg, tmp_path):
     reg.write(img, tmp_path / "a.nii.gz")
     reg.write(img, tmp_path / "b.nii.gz")
     assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+
+
+def test_dicom_extension_bytes_kept_as_stored(tmp_path):
+    """ecode 2 (DICOM) comes back as its stored bytes whether or not pydicom is loaded."""
+    import anyconv
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.zeros((3, 4, 5), np.int16), np.eye(4))
+    payload = b"\x08\x00\x60\x00CS\x02\x00MR"  # (0008,0060) Modality "MR", explicit VR
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(2, payload))
+    path = tmp_path / "ext.nii"
+    nib.save(img, path)
+    got = anyconv.read(path).extras["nifti"]["extensions"]
+    assert [(c, bytes(b).rstrip(b"\0")) for c, b in got] == [(2, payload)]

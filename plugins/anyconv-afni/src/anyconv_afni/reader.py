@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from anyconv import geometry
 from anyconv.errors import ReadError
+from anyconv.lazy import import_nibabel
 from anyconv.model import Image, Meta, UnscaledProxy
 from anyconv.specs import ReadOptions
+
+nib = import_nibabel()
 
 #: TAXIS_NUMS[2] unit codes: to seconds (Hz time axes are not times: left alone).
 _TIME_UNITS = {77001: 1e-3, 77002: 1.0}

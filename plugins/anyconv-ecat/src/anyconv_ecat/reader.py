@@ -16,11 +16,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from anyconv.errors import ReadError
+from anyconv.lazy import import_nibabel
 from anyconv.model import Image, LazyArray, Meta
 from anyconv.specs import ReadOptions
+
+nib = import_nibabel()
 
 BLOCK = 512
 #: matrix-list blocks followed before the list is called corrupt (31 frames each).

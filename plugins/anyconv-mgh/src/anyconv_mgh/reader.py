@@ -16,9 +16,13 @@ from typing import Any
 import numpy as np
 from anyconv import deflate as _deflate
 from anyconv.errors import ReadError
+from anyconv.lazy import import_nibabel
 from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
-from nibabel.freesurfer.mghformat import DATA_OFFSET, MGHHeader, footer_dtype, header_dtype
+
+_mghformat = import_nibabel().freesurfer.mghformat
+DATA_OFFSET, MGHHeader = _mghformat.DATA_OFFSET, _mghformat.MGHHeader
+footer_dtype, header_dtype = _mghformat.footer_dtype, _mghformat.header_dtype
 
 #: MGH type codes nibabel and FreeSurfer's load_mgh.m know.
 DTYPES = {0: "u1", 1: "i4", 3: "f4", 4: "i2", 10: "u2"}

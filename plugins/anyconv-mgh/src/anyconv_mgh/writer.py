@@ -18,11 +18,15 @@ import numpy as np
 from anyconv import deflate as _deflate
 from anyconv import geometry
 from anyconv.errors import LossyConversionError, WriteError
+from anyconv.lazy import import_nibabel
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
-from nibabel.freesurfer.mghformat import DATA_OFFSET, MGHHeader, footer_dtype, header_dtype
 
 from .reader import vox2ras
+
+_mghformat = import_nibabel().freesurfer.mghformat
+DATA_OFFSET, MGHHeader = _mghformat.DATA_OFFSET, _mghformat.MGHHeader
+footer_dtype, header_dtype = _mghformat.footer_dtype, _mghformat.header_dtype
 
 DEFAULT_COMPRESS_LEVEL = 1  # nibabel's and FreeSurfer's speed/size trade-off for .mgz
 _CODES = {"uint8": 0, "int32": 1, "float32": 3, "int16": 4}

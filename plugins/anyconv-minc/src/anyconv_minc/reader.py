@@ -209,6 +209,9 @@ _NC_SIGNED = {"b": np.int8, "h": np.int16, "i": np.int32, "f": np.float32, "d": 
 
 def read_minc1(path: Path, options: ReadOptions) -> Image:
     """Read a MINC1 (NetCDF classic or 64-bit offset) file, lazily."""
+    from anyconv.lazy import import_nibabel
+
+    import_nibabel()
     from nibabel.externals.netcdf import netcdf_file
 
     path = Path(path)
@@ -279,6 +282,9 @@ def _minc1_header(path: Path, nc: Any, source: Callable[[], Any], gzipped: bool)
     stored = dtype.newbyteorder(">")
 
     def load() -> np.ndarray:
+        from anyconv.lazy import import_nibabel
+
+        import_nibabel()
         from nibabel.externals.netcdf import netcdf_file
 
         with warnings.catch_warnings():

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from anyconv.errors import ReadError
+from anyconv.lazy import import_nibabel
 from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
+
+nib = import_nibabel()
 
 _TIME_TO_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 _SPACE_UNITS = {"mm": "mm", "meter": "m", "micron": "um"}
@@ -136,6 +138,18 @@ def _extras(header: Any, img: Any) -> dict[str, Any]:
         "toffset": float(header["toffset"]),
         "cal_min": float(header["cal_min"]),
         "cal_max": float(header["cal_max"]),
-        "extensions": [(int(e.get_code()), bytes(e.get_content())) for e in header.extensions],
+        "extensions": [(int(e.get_code()), _raw_content(e)) for e in header.extensions],
         "affine": np.asarray(img.affine).tolist(),
     }
+
+
+def _raw_content(ext: Any) -> bytes:
+    """An extension's bytes as stored, whatever class nibabel gave it.
+
+    A DICOM extension becomes a pydicom Dataset through ``get_content`` when pydicom was
+    loaded before nibabel, and stays bytes otherwise.
+    """
+    raw = getattr(ext, "content", None)  # nibabel >= 5.3: the raw bytes
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw)
+    return bytes(ext._mangle(ext.get_content()))

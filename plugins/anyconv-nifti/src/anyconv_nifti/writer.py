@@ -11,13 +11,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from anyconv import geometry
 from anyconv.errors import LossyConversionError
 from anyconv.io import open_output, write_fortran
+from anyconv.lazy import import_nibabel
 from anyconv.model import Image
 from anyconv.specs import WriteOptions
+
+nib = import_nibabel()
 
 _TIME_UNIT_SCALE = {"sec": 1.0, "msec": 1e3, "usec": 1e6}
 _SPACE_UNIT = {"mm": "mm", "m": "meter", "um": "micron"}
