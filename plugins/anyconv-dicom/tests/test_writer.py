@@ -155,21 +155,30 @@ def test_dcm2niix_agrees(tmp_path: Path, shape: tuple[int, ...], dtype: str, mod
     np.testing.assert_allclose(got, img.values(), rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_simpleitk_series_reader_agrees(tmp_path: Path, dtype: str) -> None:
+def test_simpleitk_series_reader_agrees(tmp_path: Path, dtype: str, shape: tuple[int, ...]) -> None:
+    """GDCM's series reader, one volume at a time (files are numbered volume-major)."""
     sitk = pytest.importorskip("SimpleITK")
-    img = _image((11, 7, 5), dtype)
+    img = _image(shape, dtype)
     _write(img, tmp_path)
-    reader = sitk.ImageSeriesReader()
-    names = reader.GetGDCMSeriesFileNames(str(tmp_path))
-    assert len(names) == 5
-    reader.SetFileNames(names)
-    vol = reader.Execute()
-    values = sitk.GetArrayFromImage(vol).transpose(2, 1, 0)
-    direction = np.array(vol.GetDirection()).reshape(3, 3)
-    affine = lps_to_ras(from_spacing_direction_origin(vol.GetSpacing(), direction, vol.GetOrigin()))
-    got = _aligned(values.astype(np.float64), affine, img.affine)
-    np.testing.assert_allclose(got, img.values(), rtol=1e-6, atol=1e-5)
+    names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path))
+    nk, nt = shape[2], int(np.prod(shape[3:]))
+    assert len(names) == nk * nt
+    names = sorted(
+        names, key=lambda n: int(pydicom.dcmread(n, stop_before_pixels=True).InstanceNumber)
+    )
+    want = img.values().reshape((*shape[:3], nt), order="F")
+    for t in range(nt):
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(names[t * nk : (t + 1) * nk])
+        vol = reader.Execute()
+        values = sitk.GetArrayFromImage(vol).transpose(2, 1, 0).astype(np.float64)
+        direction = np.array(vol.GetDirection()).reshape(3, 3)
+        origin, spacing = vol.GetOrigin(), vol.GetSpacing()
+        affine = lps_to_ras(from_spacing_direction_origin(spacing, direction, origin))
+        got = _aligned(values, affine, img.affine)
+        np.testing.assert_allclose(got, want[..., t], rtol=1e-6, atol=1e-5)
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -403,9 +412,16 @@ def test_anonymized_header_is_carried_as_it_is(testdata: Path, tmp_path: Path) -
         header.pop(f"{pydicom.datadict.tag_for_keyword(keyword):08X}", None)
     header["00100010"] = {"vr": "PN"}  # emptied name
     header["00100020"] = {"vr": "LO", "Value": ["SUBJ01"]}
+    header["00280303"] = {"vr": "CS", "Value": ["MODIFIED"]}
+    header["00120062"] = {"vr": "CS", "Value": ["YES"]}
+    header["00120063"] = {"vr": "LO", "Value": ["test profile"]}
     files = _write(src, tmp_path)
     ds = pydicom.dcmread(files[0])
     assert (str(ds.PatientName), ds.PatientID) == ("", "SUBJ01")
+    assert (ds.LongitudinalTemporalInformationModified, ds.PatientIdentityRemoved) == (
+        "MODIFIED",
+        "YES",
+    )
     for keyword in ("InstitutionName", "InstitutionAddress"):
         assert keyword not in ds
     assert ds.PatientBirthDate == "" and ds.StudyDate == ""  # type 2, left empty

@@ -207,7 +207,8 @@ CARRIED_BY_MODULE: dict[str, tuple[str, ...]] = {
         "DateOfLastCalibration",
         "TimeOfLastCalibration",
     ),
-    "SOP Common (C.12.1)": ("TimezoneOffsetFromUTC",),
+    # what an anonymizer says it did to dates (PS3.15 E.1) stays with the dates it changed
+    "SOP Common (C.12.1)": ("TimezoneOffsetFromUTC", "LongitudinalTemporalInformationModified"),
 }
 CARRIED_TAGS: frozenset[int] = frozenset(
     tag_for_keyword(kw) for kws in CARRIED_BY_MODULE.values() for kw in kws
@@ -561,7 +562,8 @@ def parse_set_values(values: dict[str, str]) -> list[tuple[int, str, Any]]:
     for key, text in values.items():
         tag = _tag_of(key)
         kw = keyword_for_tag(tag)
-        if tag >> 16 in _PROTECTED_GROUPS or kw in _PROTECTED_KEYWORDS:
+        protected = tag >> 16 in _PROTECTED_GROUPS and tag != 0x00280303
+        if protected or kw in _PROTECTED_KEYWORDS:
             raise UsageError(f"--set {key}: {kw or key} is derived from the image by the writer")
         vr = dictionary_VR(tag)
         if "SQ" in vr or vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or " or " in vr:
