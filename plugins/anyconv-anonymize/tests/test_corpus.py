@@ -416,3 +416,25 @@ def test_no_planted_value_in_anonymized_files(planted, tmp_path, case):
              if e.tag.is_private and str(e.value).startswith("Phisafe")]  # fmt: skip
     if case.startswith(("ge_", "philips_")):  # planted into a safe-listed block: kept, scrubbed
         assert notes and set(notes) == {"Phisafe note about " + "X" * 18}  # "Zyxwvut Qwertyuiop"
+
+
+def test_command_bad_inputs(testdata, tmp_path, run_cli):
+    """Truncated pixels: one line, exit 4, nothing left; bare data sets get a file meta."""
+    src = tmp_path / "in"
+    src.mkdir()
+    good = testdata / "dicom" / "pydicom" / "MR_small_implicit.dcm"
+    ds = pydicom.dcmread(good)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.save_as(src / "bare.dcm", enforce_file_format=False)
+    (src / "notes.txt").write_text("not DICOM")
+    code, _, stderr = run_cli("anonymize", src, tmp_path / "out", "--key", KEY)
+    assert code == 0, stderr
+    (out,) = (tmp_path / "out").rglob("*.dcm")
+    written = pydicom.dcmread(out)
+    assert written.file_meta.TransferSyntaxUID == pydicom.uid.ImplicitVRLittleEndian
+    assert written.PixelData == ds.PixelData and written.PatientIdentityRemoved == "YES"
+    ct = (testdata / "dicom" / "pydicom" / "CT_small.dcm").read_bytes()
+    (src / "z_truncated.dcm").write_bytes(ct[: len(ct) - 5000])
+    code, _, stderr = run_cli("anonymize", src, tmp_path / "out2", "--key", KEY)
+    assert code == 4 and "truncated" in stderr and len(stderr.strip().splitlines()) <= 2
+    assert not list((tmp_path / "out2").rglob("*.dcm"))  # the good file taken back too

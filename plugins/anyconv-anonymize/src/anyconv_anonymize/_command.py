@@ -21,6 +21,7 @@ from anyconv.errors import OutputExistsError, ReadError, UsageError, WriteError
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from . import profile
 from ._engine import Deidentifier
@@ -124,8 +125,16 @@ def anonymize_tree(src: Path, dst: Path, policy: Policy, *, force: bool = False)
     for path in skipped:
         sys.stderr.write(f"anyconv anonymize: skipped {path.name}: not a DICOM image file\n")
     engine = Deidentifier(policy)
-    for path, out in plan:
-        write_anonymized(path, out, engine)
+    done: list[Path] = []
+    try:
+        for path, out in plan:
+            write_anonymized(path, out, engine)
+            done.append(out)
+    except BaseException:
+        for out in done:  # all or nothing: a bad file stops the copy and takes it back
+            with contextlib.suppress(OSError):
+                out.unlink()
+        raise
     return outputs
 
 
@@ -174,6 +183,23 @@ def _relative_name(ds: Dataset, policy: Policy) -> Path:
     return Path(f"S{number:03d}_{series}") / f"{uid('SOPInstanceUID', 0x00080018)}.dcm"
 
 
+def _check_pixels(path: Path, ds: Dataset) -> None:
+    """A truncated file is an input error, not something to copy on."""
+    syntax = getattr(ds.file_meta, "TransferSyntaxUID", None)
+    if "PixelData" not in ds or (syntax is not None and syntax.is_compressed):
+        return
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+        expected = (
+            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1)
+            * int(ds.BitsAllocated) * frames + 7
+        ) // 8  # fmt: skip
+    except (AttributeError, TypeError, ValueError):
+        return
+    if len(ds.PixelData) < expected:
+        raise ReadError(f"{path}: pixel data truncated ({len(ds.PixelData)} of {expected} bytes)")
+
+
 def write_anonymized(path: Path, out: Path, engine: Deidentifier) -> None:
     """Read one file whole, de-identify it, write it under a temporary name, then rename."""
     try:
@@ -182,9 +208,18 @@ def write_anonymized(path: Path, out: Path, engine: Deidentifier) -> None:
             ds = dcmread(path)
     except Exception as exc:
         raise ReadError(f"{path}: unreadable DICOM: {exc}") from exc
+    _check_pixels(path, ds)
     ctx = engine.context(ds)
     engine.apply(ds, ctx)
     meta = ds.file_meta
+    if "TransferSyntaxUID" not in meta:  # a bare data set without a file meta header
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if ds.is_implicit_VR
+            else (ExplicitVRLittleEndian if ds.is_little_endian else ExplicitVRBigEndian)
+        )
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
