@@ -289,7 +289,9 @@ class Image:
         lps = np.eye(4)
         lps[:k, :k] = direction[:k, :k] * np.asarray(img.GetSpacing()[:k])[None, :]
         lps[:k, 3] = img.GetOrigin()[:k]
-        out = cls(np.ascontiguousarray(spatial), geometry.lps_to_ras(lps))
+        # GetArrayFromImage gave a copy; its transpose is already Fortran-ordered (i fastest),
+        # which is how writers lay voxels out: no second copy here or there.
+        out = cls(np.asfortranarray(spatial), geometry.lps_to_ras(lps))
         if nd == 4:
             out.meta.repetition_time = float(img.GetSpacing()[3])
         return out
