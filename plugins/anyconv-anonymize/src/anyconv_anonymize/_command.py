@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
         description="Write a de-identified copy of DICOM files or folders "
         "(DICOM PS3.15 Annex E Basic Profile and options).",
     )
-    p.add_argument("paths", nargs="*", metavar="IN OUT", help="input file or folder, output")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="IN (file or folder), then OUT")
     p.add_argument("--recipe", type=Path, help="TOML recipe: [options], [actions], [safe_private]")
     p.add_argument("--print-recipe", action="store_true", help="print the effective recipe, exit")
     p.add_argument("--key", help="secret for UIDs, pseudonyms and date shifts")

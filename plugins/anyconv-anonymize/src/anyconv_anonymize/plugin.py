@@ -7,7 +7,7 @@ from anyconv.specs import CommandSpec, OptionSpec, TransformSpec
 
 from .policy import OPTIONS
 
-__version__ = "0.2.0"
+__version__ = "0.1.0"
 
 
 @hookimpl
