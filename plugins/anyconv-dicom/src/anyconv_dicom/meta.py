@@ -263,6 +263,7 @@ def build_meta(
             ("accession_number", "AccessionNumber"),
             ("description", "StudyDescription"),
             ("institution", "InstitutionName"),
+            ("timezone", "TimezoneOffsetFromUTC"),  # "+0100": makes StudyTime an instant
         )
         if _text(ds.get(kw)) is not None
     }
