@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import socket
+import ssl
+import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -253,12 +257,16 @@ def test_unknown_calling_aet_is_rejected(orthanc, stored, tmp_path):
 
 
 class _CuttingProxy:
-    """TCP proxy to Orthanc that cuts the first ``cuts`` answers after ``limit`` bytes."""
+    """TCP proxy to Orthanc that cuts the first ``cuts`` answers after ``limit`` bytes.
 
-    def __init__(self, port: int, limit: int, cuts: int) -> None:
+    With ``tls``, it serves HTTPS in front of Orthanc's HTTP.
+    """
+
+    def __init__(self, port: int, limit: int, cuts: int, tls: ssl.SSLContext | None = None) -> None:
         self.target = port
         self.limit = limit
         self.cuts = cuts
+        self.tls = tls
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.connections = 0
@@ -270,6 +278,14 @@ class _CuttingProxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    client.settimeout(10)
+                    client = self.tls.wrap_socket(client, server_side=True)
+                    client.settimeout(None)
+                except OSError:  # the client refused our certificate
+                    client.close()
+                    continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
             limit = self.limit if self.connections < self.cuts else None
             self.connections += 1
@@ -338,3 +354,52 @@ def test_store_refused_by_the_pacs_is_a_write_error(orthanc, stored):
     ):
         get_registry().store(files, orthanc.dimse, WriteOptions(extra={"aet": "STRANGER"}))
     assert get_registry().store(files, orthanc.dimse, WriteOptions(extra={"aet": OUR_AET}))
+
+
+@pytest.fixture(scope="module")
+def https_proxy(orthanc, tmp_path_factory):
+    """HTTPS in front of Orthanc with a self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl missing in CI")
+        pytest.skip("openssl not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    proxy = _CuttingProxy(orthanc.http_port, limit=0, cuts=0, tls=context)
+    yield proxy, cert
+    proxy.close()
+
+
+def test_tls_is_verified_by_default_and_a_ca_bundle_is_honoured(
+    https_proxy, stored, run_cli, tmp_path, local_conversions
+):
+    proxy, cert = https_proxy
+    root = f"dicomweb+https://127.0.0.1:{proxy.port}/dicom-web"
+    code, _, err = run_cli("echo", root)
+    assert code == 4 and len(err.strip().splitlines()) == 1, err
+    assert "TLS verification of 127.0.0.1" in err and "ANYCONV_DICOMWEB_CA" in err
+    code, _, err = run_cli("echo", root, env={"ANYCONV_DICOMWEB_CA": str(cert)})
+    assert code == 0, err
+    info = stored[CASES[1]]
+    code, _, err = run_cli(
+        f"{root}/studies/{info['study']}",
+        tmp_path / "tls.nii",
+        env={"ANYCONV_DICOMWEB_CA": str(cert)},
+    )
+    assert code == 0, err
+    data, affine = _nifti(tmp_path / "tls.nii")
+    np.testing.assert_array_equal(data, local_conversions[CASES[1]][0])
+    np.testing.assert_array_equal(affine, local_conversions[CASES[1]][1])
+    # verification turned off only by the config file, for that host alone, with a warning
+    config = tmp_path / "dicomweb.toml"
+    config.write_text(f'[hosts."127.0.0.1:{proxy.port}"]\nverify = false\n')
+    code, _, err = run_cli("echo", root, env={"ANYCONV_DICOMWEB_CONFIG": str(config)})
+    assert code == 0 and "verification is off" in err

@@ -169,3 +169,26 @@ def test_multipart_cut_inside_an_instance_is_an_error():
         for part in split_multipart(iter([cut[:40], cut[40:]]), b"b0und4ry"):
             for _ in part:
                 pass
+
+
+def test_multipart_memory_stays_at_one_chunk():
+    import tracemalloc
+
+    chunk = b"\x5a" * (1 << 20)
+    head = b"--B\r\nContent-Type: application/dicom\r\n\r\n"
+
+    def stream():
+        yield head
+        for _ in range(96):  # a 96 MiB instance
+            yield chunk
+        yield b"\r\n--B--\r\n"
+
+    tracemalloc.start()
+    total = 0
+    for part in split_multipart(stream(), b"B"):
+        for piece in part:
+            total += len(piece)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert total == 96 << 20
+    assert peak < 8 << 20, peak

@@ -49,11 +49,28 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
+class _Session(requests.Session):
+    """A session whose configured CA bundle (or ``verify = false``) is not overridden.
+
+    ``requests`` lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace a session's ``verify``
+    on every request; a CA named for this host in our settings must win over them.
+    """
+
+    pinned_verify: bool | str | None = None
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        settings = super().merge_environment_settings(*args, **kwargs)
+        if self.pinned_verify is not None:
+            settings["verify"] = self.pinned_verify
+        return settings
+
+
 def make_session(address: WebAddress, options: Mapping[str, str] | None = None) -> requests.Session:
     """A session with the host's credentials, TLS verification and timeouts."""
     creds = credentials(address)
-    session = requests.Session()
-    session.trust_env = True
+    session = _Session()
+    if creds.verify is not True:
+        session.pinned_verify = creds.verify
     if creds.user:
         session.auth = (creds.user, creds.password or "")
     elif creds.token:
