@@ -1031,7 +1031,6 @@ def _write_enhanced(
     position) indices.
     """
     ni, nj, nk, nt = stored.data.shape
-    di, dj, dk = geo.spacing
     ct = modality == "CT"
     sop_class = ENHANCED_CT_STORAGE if ct else ENHANCED_MR_STORAGE
     uid = new_uid()
@@ -1079,7 +1078,37 @@ def _write_enhanced(
     }
     if not ct:
         frame_type.update(ComplexImageComponent="MAGNITUDE", AcquisitionContrast="UNKNOWN")
-    shared = _item(
+    shared = _shared_geometry(geo, laterality)
+    shared.PixelValueTransformationSequence = [
+        _item(
+            RescaleIntercept=_ds(stored.inter),
+            RescaleSlope=_ds(stored.slope),
+            RescaleType="HU" if ct else "US",
+        )
+    ]
+    if ct:
+        shared.CTImageFrameTypeSequence = [_item(**frame_type)]
+        # dciodvfy requires the Irradiation Event Identification macro even for DERIVED
+        # frames; one new UID says only that the frames share one (unknown) event.
+        shared.IrradiationEventIdentificationSequence = [_item(IrradiationEventUID=new_uid())]
+    else:
+        shared.MRImageFrameTypeSequence = [_item(**frame_type)]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    _add_frames(ds, geo, nk, nt)
+    little = stored.data.dtype.newbyteorder("<")
+    order = np.ascontiguousarray(stored.data.transpose(3, 2, 1, 0), dtype=little)  # t,k,j,i
+    if ts in _ENCAPSULATED:
+        ds.PixelData = _encode([f for vol in order for f in vol], ts, stored.data.dtype.kind == "i")
+        ds["PixelData"].VR = "OB"
+    else:
+        ds.PixelData = order.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _shared_geometry(geo: _Geometry, laterality: str) -> Dataset:
+    """Shared functional groups every enhanced layout has: spacing, orientation, anatomy."""
+    di, dj, dk = geo.spacing
+    return _item(
         PixelMeasuresSequence=[
             _item(
                 PixelSpacing=[_ds(dj), _ds(di)],
@@ -1088,13 +1117,6 @@ def _write_enhanced(
             )
         ],
         PlaneOrientationSequence=[_item(ImageOrientationPatient=geo.iop)],
-        PixelValueTransformationSequence=[
-            _item(
-                RescaleIntercept=_ds(stored.inter),
-                RescaleSlope=_ds(stored.slope),
-                RescaleType="HU" if ct else "US",
-            )
-        ],
         FrameAnatomySequence=[
             _item(
                 FrameLaterality=laterality if laterality in ("R", "L", "B") else "U",
@@ -1108,14 +1130,10 @@ def _write_enhanced(
             )
         ],
     )
-    if ct:
-        shared.CTImageFrameTypeSequence = [_item(**frame_type)]
-        # dciodvfy requires the Irradiation Event Identification macro even for DERIVED
-        # frames; one new UID says only that the frames share one (unknown) event.
-        shared.IrradiationEventIdentificationSequence = [_item(IrradiationEventUID=new_uid())]
-    else:
-        shared.MRImageFrameTypeSequence = [_item(**frame_type)]
-    ds.SharedFunctionalGroupsSequence = [shared]
+
+
+def _add_frames(ds: Dataset, geo: _Geometry, nk: int, nt: int) -> None:
+    """Dimension organisation and per-frame groups (content indices, position), k fastest."""
     dim_uid = new_uid()
     ds.DimensionOrganizationSequence = [_item(DimensionOrganizationUID=dim_uid)]
     # Index values list the spatial position before the temporal one, as Philips does and as
@@ -1144,11 +1162,3 @@ def _write_enhanced(
                 )
             )
     ds.PerFrameFunctionalGroupsSequence = frames
-    little = stored.data.dtype.newbyteorder("<")
-    order = np.ascontiguousarray(stored.data.transpose(3, 2, 1, 0), dtype=little)  # t,k,j,i
-    if ts in _ENCAPSULATED:
-        ds.PixelData = _encode([f for vol in order for f in vol], ts, stored.data.dtype.kind == "i")
-        ds["PixelData"].VR = "OB"
-    else:
-        ds.PixelData = order.tobytes()
-    ds.save_as(path, enforce_file_format=True)
