@@ -359,6 +359,11 @@ def test_cli_command_flags_force_and_print_recipe(planted, tmp_path, run_cli):
     assert code == 0
     assert "device_identity = 1" in out and 'dates = "keep"' in out
     assert 'StationName = "K"' in out and 'StudyDate = "K"' in out
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[actions]\nInstitutionName = "K"\n[safe_private]\n"ACME 1" = "*"\n')
+    code, out, _ = run_cli("anonymize", "--print-recipe", "--recipe", recipe)
+    assert code == 0 and 'InstitutionName = "K"' in out and '"ACME 1" = "*"' in out
+    assert 'StationName = "D"' in out
     dst = tmp_path / "out"
     code, _, stderr = run_cli("anonymize", src, dst, "--key", KEY, "--clean-descriptors")
     assert code == 0, stderr
