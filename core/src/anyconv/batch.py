@@ -461,7 +461,10 @@ def _execute(
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     window = 2 * jobs  # bounded in-flight work: memory does not grow with the archive
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method)) as pool:
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context(method), initializer=_one_core_each
+    )
+    with pool:
         queue = iter(units)
         pending = {
             pool.submit(convert_unit, unit, settings, overwrite)
@@ -474,6 +477,15 @@ def _execute(
                 nxt = next(queue, None)
                 if nxt is not None:
                     pending.add(pool.submit(convert_unit, nxt, settings, overwrite))
+
+
+def _one_core_each() -> None:
+    """One core per worker of a parallel batch: no extra gzip threads or decoding processes.
+
+    The other workers already use the cores; both pay off only for one conversion alone.
+    """
+    os.environ.setdefault("ANYCONV_GZIP_THREADS", "1")
+    os.environ.setdefault("ANYCONV_DECODE_WORKERS", "1")
 
 
 def _execute_dask(
