@@ -545,6 +545,8 @@ def test_unknown_options_are_usage_errors(tmp_path: Path) -> None:
         _write(_image((4, 3, 2)), tmp_path, options=_opts(ts="jpeg"))
     with pytest.raises(UsageError):
         _write(_image((4, 3, 2)), tmp_path, options=_opts(layout="mosaic"))
+    with pytest.raises(UsageError, match="uncompressed"):
+        _write(_image((40, 40, 2)), tmp_path, options=_opts(layout="parametric", ts="rle"))
 
 
 def test_no_bids_sidecar_beside_a_dicom_series(testdata, tmp_path, run_cli):
@@ -610,16 +612,47 @@ def test_enhanced_layout(tmp_path: Path, shape: tuple[int, ...], modality: str) 
     np.testing.assert_allclose(got, img.values(), rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_parametric_map_keeps_any_real_value(
+    tmp_path: Path, shape: tuple[int, ...], dtype: str
+) -> None:
+    """``layout=parametric``: Float Pixel Data, so noisy floats and wide ints need no --lossy."""
+    rng = np.random.default_rng(3)
+    if dtype == "int32":
+        data = rng.integers(-(2**30), 2**30, shape).astype(np.int32)
+    else:
+        data = (rng.normal(size=shape) * 1000).astype(dtype)
+        data.flat[0] = np.nan
+    img = Image(data, synthetic_affine())
+    img.meta.modality = "MR"
+    files = Registry().write(
+        img, tmp_path / "p.dcm", fmt="dicom", options=_opts(layout="parametric")
+    )
+    ds = pydicom.dcmread(files[0])
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30"
+    assert ("DoubleFloatPixelData" in ds) == (dtype != "float32")
+    assert not img.losses
+    back = _ours(files[0])
+    got = _aligned(np.asarray(back.values()), back.affine, img.affine)
+    np.testing.assert_array_equal(got, img.values().astype(got.dtype))
+    if len(shape) == 3 or _dcm2niix_date() > 20220720:  # 4D: see test_enhanced_layout
+        ref = _dcm2niix(tmp_path, tmp_path / "n")
+        got = _aligned(np.asarray(ref.dataobj), ref.affine, img.affine)
+        np.testing.assert_array_equal(got, img.values().astype(got.dtype))
+
+
 # --- validation -----------------------------------------------------------------------------
 
 
 VARIANTS = [
     (layout, ts, dtype, modality, shape)
-    for layout in ("classic", "enhanced")
+    for layout in ("classic", "enhanced", "parametric")
     for ts in ("explicit", "rle", "jpeg2000")
     for dtype in ("int16", "float32")
     for modality in ("MR", "CT")
     for shape in ((32, 33, 3), (32, 33, 2, 2))
+    if layout != "parametric" or ts == "explicit"
 ]
 
 

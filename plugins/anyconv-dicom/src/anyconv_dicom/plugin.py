@@ -76,7 +76,7 @@ def anyconv_writers() -> list[WriterSpec]:
             # (the whole series is checked again when the staged files are moved in).
             companions=("_0001.dcm",),
             settable=True,  # --set KEY=VALUE: DICOM keyword or tag, checked against its VR
-            description="DICOM (MR/CT series, one file per slice; or Enhanced MR/CT)",
+            description="DICOM (MR/CT series, one file per slice; Enhanced MR/CT; Parametric Map)",
             options=(
                 OptionSpec("patient_name", "PatientName (default: source's, else ANONYMOUS)"),
                 OptionSpec("patient_id", "PatientID (default: source's, else ANON)"),
@@ -85,8 +85,9 @@ def anyconv_writers() -> list[WriterSpec]:
                 OptionSpec("series_number", "SeriesNumber (integer)"),
                 OptionSpec(
                     "layout",
-                    "classic (one file per slice) or enhanced (one Enhanced MR/CT multi-frame "
-                    "file, 3D or 4D)",
+                    "classic (one file per slice), enhanced (one Enhanced MR/CT multi-frame "
+                    "file, 3D or 4D) or parametric (one Parametric Map with float pixel data: "
+                    "any real values, no --lossy needed)",
                     default="classic",
                 ),
                 OptionSpec(

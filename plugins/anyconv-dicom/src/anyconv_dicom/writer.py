@@ -51,6 +51,7 @@ MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
 IMPLEMENTATION_UID = "2.25.153196407186128374925873218738127359114"
 IMPLEMENTATION_VERSION = "ANYCONV_010"
 #: ``-O ts=...``: lossless transfer syntaxes the installed packages can encode.
@@ -799,8 +800,14 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
         raise UsageError(f"ts={ts_name!r}: expected one of {', '.join(TRANSFER_SYNTAXES)}")
     ts = TRANSFER_SYNTAXES[ts_name]
     layout = str(options.get("layout", "classic")).lower()
-    if layout not in ("classic", "enhanced"):
-        raise UsageError(f"layout={layout!r}: expected classic or enhanced")
+    if layout not in ("classic", "enhanced", "parametric"):
+        raise UsageError(f"layout={layout!r}: expected classic, enhanced or parametric")
+    if (
+        layout == "parametric"
+        and ts != ExplicitVRLittleEndian
+        and ts != DeflatedExplicitVRLittleEndian
+    ):
+        raise UsageError(f"ts={ts_name}: float pixel data are written uncompressed or deflated")
     shape = image.shape
     if len(shape) < 2 or len(shape) > 4:
         raise WriteError(f"{path}: DICOM holds 2-4 axes, not {len(shape)}")
@@ -813,6 +820,10 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
         )
     identity = _identity(image, options)  # usage errors before any pixel work
     geometry = _geometry(image, path)
+    if layout == "parametric":
+        modality, note = _sop_class(image)
+        _write_parametric(image, path, identity, geometry, modality, ts)
+        return
     stored = stored_values(image, options.lossy)
     for loss in stored.losses:
         image.record_loss(loss)
@@ -1162,3 +1173,88 @@ def _add_frames(ds: Dataset, geo: _Geometry, nk: int, nt: int) -> None:
                 )
             )
     ds.PerFrameFunctionalGroupsSequence = frames
+
+
+def _write_parametric(
+    image: Image, path: Path, identity: Dataset, geo: _Geometry, modality: str, ts: str
+) -> None:
+    """One Parametric Map instance holding the real values as Float Pixel Data.
+
+    float32 (and integers within 2**24) as 32-bit Float Pixel Data, float64 and wider
+    integers as Double Float Pixel Data: the values are kept as they are, NaN included,
+    without the 16-bit grid the image IODs need. The Real World Value Mapping is the
+    identity, in unknown units ("1").
+    """
+    values = np.asarray(image.values())
+    if values.dtype.kind == "c":
+        raise LossyConversionError(
+            f"DICOM cannot hold complex data ({values.dtype})", hint="take the magnitude first"
+        )
+    if values.dtype.kind in "iub":
+        wide = values.size and max(abs(int(values.min())), abs(int(values.max()))) > 2**24
+        values = values.astype(np.float64 if wide else np.float32)
+    double = values.dtype.itemsize > 4
+    values = values.astype("<f8" if double else "<f4")
+    shape = values.shape
+    data = values.reshape(shape + (1,) * (4 - len(shape)), order="F")
+    ni, nj, nk, nt = data.shape
+    uid = new_uid()
+    ds = Dataset()
+    ds.file_meta = _file_meta(PARAMETRIC_MAP_STORAGE, ts)
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "NONE"]
+    ds.SOPClassUID = PARAMETRIC_MAP_STORAGE
+    ds.SOPInstanceUID = uid
+    ds.Modality = modality
+    ds.update(identity)
+    ds.Manufacturer = ds.get("Manufacturer") or "anyconv"
+    ds.ManufacturerModelName = ds.get("ManufacturerModelName") or "anyconv"
+    ds.DeviceSerialNumber = ds.get("DeviceSerialNumber") or "0"
+    ds.SoftwareVersions = ds.get("SoftwareVersions") or "anyconv"
+    now = _dt.datetime.now()
+    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.InstanceNumber = 1
+    laterality = str(ds.pop(0x00200060).value or "") if "Laterality" in ds else ""
+    ds.ContentLabel = "MAP"
+    ds.ContentDescription = str(ds.get("SeriesDescription") or "")[:64]
+    ds.ContentCreatorName = ""
+    ds.ContentQualification = "RESEARCH"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = "NO"
+    ds.RecognizableVisualFeatures = "NO"
+    ds.AcquisitionContextSequence = []
+    ds.NumberOfFrames = nk * nt
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = nj, ni
+    ds.BitsAllocated = 64 if double else 32
+    shared = _shared_geometry(geo, laterality)
+    finite = data[np.isfinite(data)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    shared.RealWorldValueMappingSequence = [
+        _item(
+            LUTExplanation="stored values are the real values",
+            LUTLabel="IDENTITY",
+            MeasurementUnitsCodeSequence=[
+                _item(CodeValue="1", CodingSchemeDesignator="UCUM", CodeMeaning="no units")
+            ],
+            DoubleFloatRealWorldValueFirstValueMapped=lo,
+            DoubleFloatRealWorldValueLastValueMapped=hi,
+            RealWorldValueIntercept=0.0,
+            RealWorldValueSlope=1.0,
+        )
+    ]
+    shared.ParametricMapFrameTypeSequence = [_item(FrameType=ds.ImageType)]
+    shared.PixelValueTransformationSequence = [  # the Identity macro
+        _item(RescaleIntercept="0", RescaleSlope="1", RescaleType="US")
+    ]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    _add_frames(ds, geo, nk, nt)
+    order = np.ascontiguousarray(data.transpose(3, 2, 1, 0))  # t, k, j, i
+    if double:
+        ds.DoubleFloatPixelData = order.tobytes()
+    else:
+        ds.FloatPixelData = order.tobytes()
+    ds.save_as(path, enforce_file_format=True)
