@@ -448,7 +448,8 @@ def _quantised(dtype: np.dtype, real: np.ndarray, lossy: bool) -> Stored:
     if not lossy:
         raise LossyConversionError(
             f"DICOM (16-bit) cannot hold {'; '.join(losses)}",
-            hint="use --lossy to convert anyway and record the loss",
+            hint="-O layout=parametric keeps them as float pixel data; "
+            "--lossy quantises them and records the loss",
         )
     return Stored(stored, q_slope, q_inter, losses)
 
@@ -822,6 +823,8 @@ def write_dicom(image: Image, path: Path, options: WriteOptions) -> None:
     geometry = _geometry(image, path)
     if layout == "parametric":
         modality, note = _sop_class(image)
+        if note:
+            image.notes.append(note)
         _write_parametric(image, path, identity, geometry, modality, ts)
         return
     stored = stored_values(image, options.lossy)
