@@ -403,3 +403,26 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_is_honoured(
     config.write_text(f'[hosts."127.0.0.1:{proxy.port}"]\nverify = false\n')
     code, _, err = run_cli("echo", root, env={"ANYCONV_DICOMWEB_CONFIG": str(config)})
     assert code == 0 and "verification is off" in err
+
+
+@pytest.mark.parametrize("how", ["c-get", "c-move"])
+def test_retrieve_without_an_instance_list(
+    how, stored, orthanc, local_conversions, tmp_path, monkeypatch
+):
+    """A PACS that answers C-FIND only down to SERIES level still gives the whole series."""
+    from anyconv_dicomnet import _dimse
+
+    def refuse(address, options):
+        raise _dimse.FindRefusedError("C-FIND at IMAGE level failed: status 0xA900")
+
+    monkeypatch.setattr(_dimse, "_instances", refuse)
+    info = stored[CASES[0]]
+    extra = {"move": "yes", "scp_port": str(orthanc.scp_port)} if how == "c-move" else {}
+    url = f"{orthanc.dimse}/{info['study']}/{info['series']}"
+    (written,) = convert(
+        get_registry(),
+        ConvertRequest(src=url, dst=tmp_path / "x.nii", read_options=ReadOptions(extra=extra)),
+    )
+    data, affine = _nifti(written.files[0])
+    np.testing.assert_array_equal(data, local_conversions[CASES[0]][0])
+    np.testing.assert_array_equal(affine, local_conversions[CASES[0]][1])

@@ -33,7 +33,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, _config, build_context, build_role, evt
+from pynetdicom import AE, StoragePresentationContexts, _config, build_context, build_role, evt
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -61,10 +61,16 @@ RECEIVE_SYNTAXES = [
     JPEGLSNearLossless,
     JPEG2000,
 ]
+#: offered when the PACS does not say which classes a study holds (one context each, <= 126)
+_COMMON_CLASSES = {cx.abstract_syntax for cx in StoragePresentationContexts[:126]}
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _PENDING = (0xFF00, 0xFF01)
 #: a PACS rarely needs more than this for one association
 _MAX_CONTEXTS = 127
+
+
+class FindRefusedError(ReadError):
+    """The PACS answered a C-FIND with a failure status (the association itself worked)."""
 
 
 def _where(address: DimseAddress) -> str:
@@ -140,7 +146,7 @@ def find(
             if status is not None and int(status.get("Status", -1)) in _PENDING and identifier:
                 found.append(identifier)
     if last is None or int(last.get("Status", -1)) != 0:
-        raise ReadError(f"C-FIND at {_where(address)} failed: {_status_text(last)}")
+        raise FindRefusedError(f"C-FIND at {_where(address)} failed: {_status_text(last)}")
     return found
 
 
@@ -157,9 +163,12 @@ def _instances(address: DimseAddress, options: Mapping[str, str]) -> dict[str, s
 
 
 class _Receiver:
-    """C-STORE handler writing each expected instance to ``dest/<SOPInstanceUID>.dcm``."""
+    """C-STORE handler writing each expected instance to ``dest/<SOPInstanceUID>.dcm``.
 
-    def __init__(self, dest: Path, expected: set[str]) -> None:
+    ``expected`` ``None`` (the PACS would not list the instances) accepts any instance.
+    """
+
+    def __init__(self, dest: Path, expected: set[str] | None) -> None:
         self.dest = dest
         self.expected = expected
         self.received: set[str] = set()
@@ -168,7 +177,8 @@ class _Receiver:
     def __call__(self, event: Any) -> int:
         uid = str(event.request.AffectedSOPInstanceUID or "")
         chunked = getattr(event.request, "_dataset_path", None) is not None
-        if uid not in self.expected or not _UID.match(uid):
+        wanted = self.expected is None or uid in self.expected
+        if not wanted or not _UID.match(uid):
             if chunked:
                 Path(event.dataset_path).unlink(missing_ok=True)
             return 0xA900  # not asked for: "dataset does not match SOP class" is the closest
@@ -237,8 +247,7 @@ def _get(address: DimseAddress, receiver: _Receiver, classes: set[str], opts: Ma
     for cx in contexts:
         ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
     roles = [build_role(c, scp_role=True) for c in sorted(classes)]
-    missing = sorted(receiver.expected - receiver.received)
-    identifier = _identifier(address, None if not receiver.received else missing)
+    identifier = _identifier(address, _missing(receiver))
     handlers = [(evt.EVT_C_STORE, receiver)]
     with associate(ae, address, ReadError, ext_neg=roles, evt_handlers=handlers) as assoc:
         _check_retrieve(
@@ -269,8 +278,7 @@ def _move(address: DimseAddress, receiver: _Receiver, classes: set[str], opts: M
         ) from exc
     try:
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        missing = sorted(receiver.expected - receiver.received)
-        identifier = _identifier(address, None if not receiver.received else missing)
+        identifier = _identifier(address, _missing(receiver))
         with associate(ae, address, ReadError) as assoc:
             _check_retrieve(
                 "C-MOVE",
@@ -297,31 +305,47 @@ def retrieve(address: DimseAddress, dest: Path, options: Mapping[str, str]) -> i
             hint="dicom://AET@HOST:PORT/<StudyUID>[/<SeriesUID>]",
         )
     move = str(options.get("move", "no")).lower() in ("1", "yes", "true")
-    expected = _instances(address, options)
-    if not expected:
-        what = address.study + (f"/{address.series}" if address.series else "")
+    op = "C-MOVE" if move else "C-GET"
+    what = address.study + (f"/{address.series}" if address.series else "")
+    try:
+        expected: dict[str, str] | None = _instances(address, options)
+    except FindRefusedError as exc:
+        # Some PACS answer C-FIND only down to SERIES level: retrieve without a list, offering
+        # the common storage classes, and trust the final status.
+        log.warning("%s: no instance list (%s); retrieving without one", _where(address), exc)
+        expected = None
+    if expected is not None and not expected:
         raise ReadError(f"dicom://{_where(address)}/{what}: no such study/series on the PACS")
-    classes = {c for c in expected.values() if c}
-    receiver = _Receiver(dest, set(expected))
+    classes = {c for c in expected.values() if c} if expected else _COMMON_CLASSES
+    receiver = _Receiver(dest, set(expected) if expected is not None else None)
     run: Callable = _move if move else _get
     with _chunked_receive():
         for _attempt in range(3):
             run(address, receiver, classes, options)
-            if receiver.received >= receiver.expected:
+            if receiver.expected is None or receiver.received >= receiver.expected:
                 break
             log.warning(
                 "%s: %d of %d instances received; asking again for the rest",
                 _where(address),
                 len(receiver.received),
-                len(expected),
+                len(receiver.expected),
             )
-    missing = receiver.expected - receiver.received
-    if missing:
+    if receiver.expected is None:
+        if not receiver.received:
+            raise ReadError(f"{op} from {_where(address)}/{what} delivered no instances")
+    elif receiver.expected - receiver.received:
         raise ReadError(
-            f"{'C-MOVE' if move else 'C-GET'} from {_where(address)} delivered "
-            f"{len(receiver.received)} of {len(expected)} instances"
+            f"{op} from {_where(address)} delivered "
+            f"{len(receiver.received)} of {len(receiver.expected)} instances"
         )
     return len(receiver.received)
+
+
+def _missing(receiver: _Receiver) -> list[str] | None:
+    """Instances still to ask for at IMAGE level; ``None`` for the whole study/series."""
+    if not receiver.received or receiver.expected is None:
+        return None
+    return sorted(receiver.expected - receiver.received)
 
 
 def store(files: list[Path], address: DimseAddress, options: Mapping[str, str]) -> list[str]:
