@@ -210,6 +210,12 @@ def test_wide_integers_and_scaled_floats_kept_exactly(tmp_path: Path) -> None:
     assert (float(d.RescaleSlope), float(d.RescaleIntercept)) == (5000.0, -7.0)
     back = _ours(tmp_path / "a")
     _check(np.asarray(back.values()), back.affine, big)
+    scaled = Image(big.data, synthetic_affine(), slope=0.5, inter=0.25)  # int32 with scaling
+    _write(scaled, tmp_path / "s")
+    d = pydicom.dcmread(next((tmp_path / "s").glob("*.dcm")))
+    assert (float(d.RescaleSlope), float(d.RescaleIntercept)) == (2500.0, -3.25)
+    back = _ours(tmp_path / "s")
+    _check(np.asarray(back.values()), back.affine, scaled)
     # float32 made from int16 * slope + intercept, as a reader computes it
     q = np.random.default_rng(0).integers(-3000, 3000, (6, 5, 4)).astype(np.int16)
     flt = Image(Image(q, synthetic_affine(), slope=0.00123, inter=5.1).values(), synthetic_affine())

@@ -303,10 +303,11 @@ def stored_values(image: Image, lossy: bool) -> Stored:
         whole = arr.dtype.kind in "iu" or bool(np.all(arr == np.rint(arr)))
         dtype = _fits16(lo, hi) if whole else None
         if dtype is not None:
-            return Stored(arr.astype(dtype), slope, inter)
+            return Stored(arr.astype(dtype, copy=False), slope, inter)
     real = arr.astype(np.float64) * slope + inter
     if finite:
-        exact = _exact_grid(real, integer=arr.dtype.kind in "iu")
+        integer = arr.dtype.kind in "iu" and slope.is_integer() and inter.is_integer()
+        exact = _exact_grid(real, integer=integer)
         if exact is not None:
             return exact
     return _quantised(arr.dtype, real, lossy)
@@ -391,7 +392,8 @@ def _exact_grid(real: np.ndarray, *, integer: bool) -> Stored | None:
                 cand = inters[pick]
             else:
                 cand = np.round(inters, decimals)
-                near = max(ulps, 1e-9 * max(1.0, abs(lo)))
+                # the noise is the lowest value's rounding, a few of its float32 ulps
+                near = max(8 * float(np.spacing(np.float32(abs(lo)))), 1e-9 * max(1.0, abs(lo)))
                 pick = ~tried & (np.abs(cand - inters) < near)
                 cand = cand[pick]
             tried |= pick
