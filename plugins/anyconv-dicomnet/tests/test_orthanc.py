@@ -27,13 +27,18 @@ from .conftest import CASES, OUR_AET, PASSWORD, USER
 
 
 def _datasets(paths) -> dict[str, object]:
-    """SOPInstanceUID -> data set (file meta left out: each receiver writes its own, and a
-    PACS may re-encode, e.g. undefined-length sequences as defined-length)."""
+    """SOPInstanceUID -> data set, compared element by element.
+
+    The file meta is left out (each receiver writes its own), and so are encoding choices a
+    PACS may make (undefined-length sequences stored as defined-length).
+    """
     out = {}
     for path in paths:
         ds = dcmread(path)
         del ds.file_meta
         ds.preamble = None
+        if 0xFFFCFFFC in ds:  # Data Set Trailing Padding: a receiver may drop it (PS3.10 7.2)
+            del ds[0xFFFCFFFC]
         out[str(ds.SOPInstanceUID)] = ds
     return out
 
@@ -426,3 +431,24 @@ def test_retrieve_without_an_instance_list(
     data, affine = _nifti(written.files[0])
     np.testing.assert_array_equal(data, local_conversions[CASES[0]][0])
     np.testing.assert_array_equal(affine, local_conversions[CASES[0]][1])
+
+
+def test_send_stores_files_unchanged_by_stow_and_cstore(orthanc, testdata, run_cli, tmp_path):
+    ct = testdata / "dicom" / "pydicom" / "CT_small.dcm"
+    code, out, err = run_cli("send", ct, orthanc.web)
+    assert (code, out.strip()) == (0, f"{orthanc.web}: 1 instance(s) stored"), err
+    code, out, err = run_cli("query", orthanc.dimse, "--modality", "CT", "--json")
+    (study,) = json.loads(out)
+    uid = str(dcmread(ct).StudyInstanceUID)
+    assert study["StudyInstanceUID"] == uid
+    with get_registry().fetched(f"{orthanc.dimse}/{uid}") as local:
+        _same_instances(local, [ct])
+    # C-STORE of a folder sends its DICOM files, skipping others
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not DICOM")
+    (folder / "a.dcm").write_bytes(ct.read_bytes())
+    code, out, err = run_cli("send", folder, orthanc.dimse)
+    assert (code, out.strip()) == (0, f"{orthanc.dimse}: 1 instance(s) stored"), err
+    code, out, err = run_cli("send", folder / "notes.txt", orthanc.dimse)
+    assert code == 2 and "not a DICOM file" in err

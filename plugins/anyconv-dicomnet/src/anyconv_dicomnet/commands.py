@@ -1,4 +1,4 @@
-"""``anyconv echo`` and ``anyconv query``: is the PACS there, and what does it hold.
+"""``anyconv echo``, ``query`` and ``send``: is the PACS there, what does it hold, load it.
 
 Parsed with argparse here; the network libraries are imported only inside the commands, and
 errors are raised as ``AnyconvError`` so core prints them as one line with their exit code.
@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from anyconv.errors import AnyconvError, ReadError, UsageError
@@ -180,4 +181,41 @@ def query(args: list[str]) -> int:
         sys.stdout.write(json.dumps(studies, indent=2) + "\n")
     else:
         print(_table(studies))
+    return 0
+
+
+def _dicom_files(paths: Sequence[str]) -> list[Path]:
+    """Files given, and files inside folders given, that are DICOM Part 10 files."""
+    out: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for candidate in candidates:
+            with candidate.open("rb") as fh:
+                head = fh.read(132)
+            if head[128:132] == b"DICM":
+                out.append(candidate)
+            elif not path.is_dir():
+                raise UsageError(f"{candidate}: not a DICOM file (no DICM marker)")
+    if not out:
+        raise UsageError("no DICOM files to send")
+    return out
+
+
+def send(args: list[str]) -> int:
+    """``anyconv send FILE|FOLDER... URL``: store DICOM files unchanged (C-STORE or STOW-RS)."""
+    parser = _Parser(prog="anyconv send", description=send.__doc__)
+    parser.add_argument("paths", nargs="+", metavar="FILE|FOLDER", help="DICOM files or folders")
+    parser.add_argument("url", help=_SCHEMES)
+    _common(parser)
+    ns = parser.parse_args(args)
+    _scheme(ns.url)
+    files = _dicom_files(ns.paths)
+    from anyconv import get_registry
+    from anyconv.specs import WriteOptions
+
+    stored = get_registry().store(files, ns.url, WriteOptions(extra=_options(ns)))
+    print(f"{ns.url}: {len(stored)} instance(s) stored")
     return 0

@@ -32,7 +32,7 @@ def anyconv_transports() -> list[TransportSpec]:
 
 @hookimpl
 def anyconv_commands() -> list[CommandSpec]:
-    """``anyconv echo`` and ``anyconv query`` against a PACS."""
+    """``anyconv echo``, ``anyconv query`` and ``anyconv send`` against a PACS."""
     return [
         CommandSpec(
             "echo",
@@ -44,5 +44,11 @@ def anyconv_commands() -> list[CommandSpec]:
             "anyconv_dicomnet.commands:query",
             help="list studies/series on a PACS by C-FIND or QIDO-RS (--patient-id, --modality, "
             "--study, --json)",
+        ),
+        CommandSpec(
+            "send",
+            "anyconv_dicomnet.commands:send",
+            help="store DICOM files unchanged on a PACS (C-STORE to dicom://, STOW-RS to "
+            "dicomweb+http(s)://)",
         ),
     ]
