@@ -435,10 +435,15 @@ def test_anonymized_header_is_carried_as_it_is(testdata: Path, tmp_path: Path) -
     for tag, value in _carried_values(ds).items():
         if value and tag not in (0x0020000E, 0x0020000D, 0x00200052):
             assert source.get(tag) == value, pydicom.datadict.keyword_for_tag(tag)
+    enhanced = _write(src, tmp_path / "e", options=_opts(layout="enhanced"))[0]
+    e = pydicom.dcmread(enhanced)
+    want = _header_ds(src)
+    assert (e.ContentDate, e.ContentTime) == (want.SeriesDate, want.SeriesTime)  # no new date
     dciodvfy = _tool("dciodvfy")
-    run = subprocess.run([dciodvfy, str(files[0])], capture_output=True, text=True)
-    errors = [x for x in (run.stdout + run.stderr).splitlines() if x.startswith("Error")]
-    assert not errors
+    for path in (files[0], enhanced):
+        run = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
+        errors = [x for x in (run.stdout + run.stderr).splitlines() if x.startswith("Error")]
+        assert not errors
 
 
 # --- outputs --------------------------------------------------------------------------------

@@ -1027,6 +1027,21 @@ def _base_time(identity: Dataset) -> _dt.datetime | None:
     return None
 
 
+def _content_date_time(ds: Dataset) -> tuple[str, str]:
+    """Type 1 content date and time of a multi-frame instance.
+
+    The series' (else the study's) date and time as the header or metadata give them, so an
+    anonymizer's shifted dates stay consistent and no real date is added; the time of
+    writing only when neither has a date.
+    """
+    for date_kw, time_kw in (("SeriesDate", "SeriesTime"), ("StudyDate", "StudyTime")):
+        date = str(ds.get(date_kw) or "").strip()
+        if date:
+            return date, str(ds.get(time_kw) or "").strip() or "000000"
+    now = _dt.datetime.now()
+    return now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+
+
 def _item(**attrs: Any) -> Dataset:
     item = Dataset()
     for key, value in attrs.items():
@@ -1067,8 +1082,7 @@ def _write_enhanced(
     ds.ManufacturerModelName = ds.get("ManufacturerModelName") or "anyconv"
     ds.DeviceSerialNumber = ds.get("DeviceSerialNumber") or "0"
     ds.SoftwareVersions = ds.get("SoftwareVersions") or "anyconv"
-    now = _dt.datetime.now()  # type 1 content date/time: when this instance was made
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.ContentDate, ds.ContentTime = _content_date_time(ds)
     ds.InstanceNumber = 1
     # Enhanced IODs give laterality per frame (Frame Anatomy), not in the series.
     laterality = str(ds.pop(0x00200060).value or "") if "Laterality" in ds else ""
@@ -1220,8 +1234,7 @@ def _write_parametric(
     ds.ManufacturerModelName = ds.get("ManufacturerModelName") or "anyconv"
     ds.DeviceSerialNumber = ds.get("DeviceSerialNumber") or "0"
     ds.SoftwareVersions = ds.get("SoftwareVersions") or "anyconv"
-    now = _dt.datetime.now()
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.ContentDate, ds.ContentTime = _content_date_time(ds)
     ds.InstanceNumber = 1
     laterality = str(ds.pop(0x00200060).value or "") if "Laterality" in ds else ""
     ds.ContentLabel = "MAP"
