@@ -97,8 +97,12 @@ def orthanc(tmp_path_factory):
         "RegisteredUsers": {USER: PASSWORD},
         # Our AE, so C-FIND/C-GET are allowed and C-MOVE knows where to send.
         "DicomModalities": {"anyconv": [OUR_AET, "127.0.0.1", scp_port]},
+        # Orthanc 1.10 cannot bind its DICOM port to loopback alone: it answers nobody but
+        # our AE title from 127.0.0.1, and only when called by its own AE title.
         "DicomCheckModalityHost": True,
-        "DicomAlwaysAllowStore": False,  # only known AEs may store
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,
         "Plugins": [str(DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
         "SaveJobs": False,
