@@ -8,9 +8,12 @@ Orthanc skips the server tests on a developer's machine and fails them in CI.
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -63,6 +66,12 @@ def _binary() -> str | None:
         if found:
             return found
     return None
+
+
+def _die_with_parent() -> None:
+    """Linux: Orthanc gets SIGTERM if pytest is killed before its fixture can stop it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _answers(port: int) -> bool:
@@ -118,6 +127,7 @@ def orthanc(tmp_path_factory):
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         cwd=folder,
+        preexec_fn=_die_with_parent,
     )
     server = Server(http_port, dicom_port, scp_port, folder, process)
     try:

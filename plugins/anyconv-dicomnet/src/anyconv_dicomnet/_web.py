@@ -36,6 +36,10 @@ _ACCEPT = (
 _RESUME_ATTEMPTS = 3
 
 
+class TransferCutError(ReadError):
+    """The answer stopped before its closing boundary: a transfer cut mid-way."""
+
+
 class _TimeoutAdapter(HTTPAdapter):
     """Every request gets a timeout: ``requests`` has none by default and would wait forever."""
 
@@ -168,7 +172,9 @@ def split_multipart(chunks: Iterator[bytes], boundary: bytes) -> Iterator[Iterat
             if len(buf) > 64 << 10:
                 raise ReadError("multipart part headers over 64 KiB")
             if not more():
-                raise ReadError("answer ended inside a part's headers")
+                raise TransferCutError(
+                    "answer ended inside a part's headers (transfer interrupted)"
+                )
         del buf[: end + 4]
         closed = False
 
@@ -188,7 +194,7 @@ def split_multipart(chunks: Iterator[bytes], boundary: bytes) -> Iterator[Iterat
                     del buf[: len(buf) - keep]
                     yield out
                 if not more():
-                    raise ReadError("answer ended inside an instance (transfer interrupted)")
+                    raise TransferCutError("answer ended inside an instance (transfer interrupted)")
 
         yield body()
         if not closed:
@@ -301,7 +307,7 @@ def fetch(url: str, dest: Path, options: ReadOptions) -> Path:
         try:
             _stream_instances(session, target, dest, 1, received)
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
-                ReadError) as exc:  # fmt: skip
+                TransferCutError) as exc:  # fmt: skip
             if isinstance(exc, requests.exceptions.ConnectionError) and not received:
                 raise
             log.warning("%s: transfer interrupted after %d instances; resuming", url, len(received))
@@ -337,7 +343,7 @@ def _resume(
                 _stream_instances(session, target, dest, len(received) + 1, received)
                 break
             except (requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ConnectionError, ReadError):  # fmt: skip
+                    requests.exceptions.ConnectionError, TransferCutError):  # fmt: skip
                 if attempt == _RESUME_ATTEMPTS - 1:
                     raise
         if uid not in received:
