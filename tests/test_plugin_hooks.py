@@ -117,3 +117,21 @@ def test_plugin_command_runs_with_its_arguments(registry, monkeypatch):
     assert CALLS["args"] == [["--x", "1"]]
     assert cli._plugin_command(["convert", "a", "b"]) is None
     assert cli._plugin_command(["no-such-thing"]) is None
+
+
+def test_option_pairs_reach_a_transform_that_declares_them(testdata, tmp_path, run_cli):
+    """`-O key=K` keys the anonymizer like `-t anonymize:key=K` does."""
+    import pydicom
+
+    src = testdata / "dicom" / "ge_pioneer_dwi_oblique"
+
+    def study_uid(*args: str) -> str:
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}"
+        code, _, err = run_cli(str(src), f"{out}/", "--to", "dicom", *args)
+        assert code == 0, err
+        first = sorted(out.rglob("*.dcm"))[0]
+        return str(pydicom.dcmread(first).StudyInstanceUID)
+
+    by_option = study_uid("--anonymize", "-O", "key=k1")
+    assert by_option == study_uid("-t", "anonymize:key=k1")
+    assert by_option != study_uid("--anonymize", "-O", "key=k2")

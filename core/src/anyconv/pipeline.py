@@ -189,6 +189,10 @@ def _convert_local(
     # Transforms come before naming: an anonymized image must not be named from what the
     # anonymizer removed. Transforms keep voxel data lazy, so this reads no pixels.
     for name, opts in req.transforms:
+        # -O KEY=VALUE reaches a transform that declares KEY (-t NAME:KEY=VALUE wins)
+        declared = {o.name for o in registry.transform_spec(name).options}
+        given = {k: v for k, v in req.write_options.extra.items() if k in declared}
+        opts = {**given, **opts}
         images = [registry.apply_transform(image, name, opts) for image in images]
     outputs = plan_outputs(registry, images, req)
     if explain is not None:
