@@ -192,3 +192,14 @@ def test_multipart_memory_stays_at_one_chunk():
     tracemalloc.stop()
     assert total == 96 << 20
     assert peak < 8 << 20, peak
+
+
+def test_classes_offered_for_a_retrieve():
+    from anyconv_dicomnet._dimse import _classes_to_offer
+
+    mr, ct = "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.2"
+    assert _classes_to_offer({"1.1": mr, "1.2": ct}) == {mr, ct}
+    # no list, or instances listed without their class: the common classes, at most 126
+    for expected in (None, {"1.1": mr, "1.2": ""}):
+        offered = _classes_to_offer(expected)
+        assert mr in offered and ct in offered and len(offered) <= 126

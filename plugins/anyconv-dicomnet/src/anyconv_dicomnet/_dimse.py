@@ -316,7 +316,7 @@ def retrieve(address: DimseAddress, dest: Path, options: Mapping[str, str]) -> i
         expected = None
     if expected is not None and not expected:
         raise ReadError(f"dicom://{_where(address)}/{what}: no such study/series on the PACS")
-    classes = {c for c in expected.values() if c} if expected else _COMMON_CLASSES
+    classes = _classes_to_offer(expected)
     receiver = _Receiver(dest, set(expected) if expected is not None else None)
     run: Callable = _move if move else _get
     with _chunked_receive():
@@ -339,6 +339,15 @@ def retrieve(address: DimseAddress, dest: Path, options: Mapping[str, str]) -> i
             f"{len(receiver.received)} of {len(receiver.expected)} instances"
         )
     return len(receiver.received)
+
+
+def _classes_to_offer(expected: dict[str, str] | None) -> set[str]:
+    """The SOP classes C-FIND named, topped up with common ones where it named none."""
+    known = {c for c in (expected or {}).values() if c}
+    if expected and all(expected.values()):
+        return known
+    extra = sorted(_COMMON_CLASSES - known)
+    return known | set(extra[: max(0, _MAX_CONTEXTS - 1 - len(known))])
 
 
 def _missing(receiver: _Receiver) -> list[str] | None:
