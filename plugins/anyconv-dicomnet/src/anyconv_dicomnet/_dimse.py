@@ -9,9 +9,11 @@ otherwise refused.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -197,14 +199,24 @@ class _Receiver:
 
 
 @contextlib.contextmanager
-def _chunked_receive() -> Iterator[None]:
-    """Let pynetdicom write incoming datasets to disk instead of memory, for this call."""
-    before = _config.STORE_RECV_CHUNKED_DATASET
+def _chunked_receive(dest: Path) -> Iterator[None]:
+    """Let pynetdicom write incoming data sets to disk instead of memory, for this call.
+
+    Its temporary files go to a folder inside ``dest`` (removed at the end), so a data set
+    cut off mid-way by an aborted association leaves nothing in the system's temp folder.
+    """
+    from pynetdicom import dimse_messages
+
+    incoming = dest / ".incoming"
+    incoming.mkdir(exist_ok=True)
+    before = _config.STORE_RECV_CHUNKED_DATASET, dimse_messages.NamedTemporaryFile
     _config.STORE_RECV_CHUNKED_DATASET = True
+    dimse_messages.NamedTemporaryFile = functools.partial(tempfile.NamedTemporaryFile, dir=incoming)
     try:
         yield
     finally:
-        _config.STORE_RECV_CHUNKED_DATASET = before
+        _config.STORE_RECV_CHUNKED_DATASET, dimse_messages.NamedTemporaryFile = before
+        shutil.rmtree(incoming, ignore_errors=True)
 
 
 def _identifier(address: DimseAddress, uids: list[str] | None = None) -> Dataset:
@@ -319,7 +331,7 @@ def retrieve(address: DimseAddress, dest: Path, options: Mapping[str, str]) -> i
     classes = _classes_to_offer(expected)
     receiver = _Receiver(dest, set(expected) if expected is not None else None)
     run: Callable = _move if move else _get
-    with _chunked_receive():
+    with _chunked_receive(dest):
         for _attempt in range(3):
             run(address, receiver, classes, options)
             if receiver.expected is None or receiver.received >= receiver.expected:
