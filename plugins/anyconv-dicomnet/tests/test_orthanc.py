@@ -453,3 +453,38 @@ def test_send_stores_files_unchanged_by_stow_and_cstore(orthanc, testdata, run_c
     assert (code, out.strip()) == (0, f"{orthanc.dimse}: 1 instance(s) stored"), err
     code, out, err = run_cli("send", folder / "notes.txt", orthanc.dimse)
     assert code == 2 and "not a DICOM file" in err
+
+
+@pytest.mark.parametrize("how", ["c-get", "c-move"])
+def test_instances_lost_on_the_way_are_asked_for_again(how, stored, orthanc, monkeypatch, caplog):
+    from anyconv_dicomnet import _dimse
+
+    info = stored[CASES[0]]
+    lost = sorted(info["uids"])[3:5]
+    refusals: dict[str, int] = {}
+    real = _dimse._Receiver.__call__
+
+    def flaky(self, event):
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if uid in lost and refusals.get(uid, 0) < 1:
+            refusals[uid] = refusals.get(uid, 0) + 1
+            return 0xA700  # out of resources, this time
+        return real(self, event)
+
+    monkeypatch.setattr(_dimse._Receiver, "__call__", flaky)
+    extra = {"move": "yes", "scp_port": str(orthanc.scp_port)} if how == "c-move" else {}
+    url = f"{orthanc.dimse}/{info['study']}/{info['series']}"
+    with get_registry().fetched(url, ReadOptions(extra=extra)) as local:
+        _same_instances(local, info["files"])
+    assert refusals == dict.fromkeys(lost, 1)
+    assert "12 of 14 instances received; asking again for the rest" in caplog.text
+
+    def broken(self, event):
+        if str(event.request.AffectedSOPInstanceUID) == lost[0]:
+            return 0xA700
+        return real(self, event)
+
+    monkeypatch.setattr(_dimse._Receiver, "__call__", broken)
+    # every round brings nothing new: the PACS's failure status is the one line
+    with pytest.raises(ReadError, match=r"failed: status 0x[AC]"):
+        get_registry().read(url, options=ReadOptions(extra=extra))

@@ -240,19 +240,17 @@ def _storage_contexts(classes: set[str]) -> list:
     return [build_context(c, RECEIVE_SYNTAXES) for c in sorted(classes)]
 
 
-def _check_retrieve(
-    op: str, address: DimseAddress, responses: Iterator[tuple[Dataset | None, Any]]
-) -> None:
+def _final_status(responses: Iterator[tuple[Dataset | None, Any]]) -> Dataset | None:
+    """The last response of a C-GET/C-MOVE (pending ones only report progress)."""
     last = None
     for status, _ in responses:
         last = status
-    code = int(last.get("Status", -1)) if last is not None else -1
-    # 0xB000: some sub-operations failed; what is missing is checked by the caller
-    if code not in (0x0000, 0xB000):
-        raise ReadError(f"{op} from {_where(address)} failed: {_status_text(last)}")
+    return last
 
 
-def _get(address: DimseAddress, receiver: _Receiver, classes: set[str], opts: Mapping) -> None:
+def _get(
+    address: DimseAddress, receiver: _Receiver, classes: set[str], opts: Mapping
+) -> Dataset | None:
     ae = make_ae(opts)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     contexts = _storage_contexts(classes)
@@ -262,14 +260,14 @@ def _get(address: DimseAddress, receiver: _Receiver, classes: set[str], opts: Ma
     identifier = _identifier(address, _missing(receiver))
     handlers = [(evt.EVT_C_STORE, receiver)]
     with associate(ae, address, ReadError, ext_neg=roles, evt_handlers=handlers) as assoc:
-        _check_retrieve(
-            "C-GET",
-            address,
-            assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet),
+        return _final_status(
+            assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)
         )
 
 
-def _move(address: DimseAddress, receiver: _Receiver, classes: set[str], opts: Mapping) -> None:
+def _move(
+    address: DimseAddress, receiver: _Receiver, classes: set[str], opts: Mapping
+) -> Dataset | None:
     ae = make_ae(opts)
     host = opts.get("scp_host") or _env("ANYCONV_SCP_HOST") or ""
     port_text = opts.get("scp_port") or _env("ANYCONV_SCP_PORT") or "11112"
@@ -292,12 +290,10 @@ def _move(address: DimseAddress, receiver: _Receiver, classes: set[str], opts: M
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         identifier = _identifier(address, _missing(receiver))
         with associate(ae, address, ReadError) as assoc:
-            _check_retrieve(
-                "C-MOVE",
-                address,
+            return _final_status(
                 assoc.send_c_move(
                     identifier, ae.ae_title, StudyRootQueryRetrieveInformationModelMove
-                ),
+                )
             )
     finally:
         server.shutdown()
@@ -331,9 +327,17 @@ def retrieve(address: DimseAddress, dest: Path, options: Mapping[str, str]) -> i
     classes = _classes_to_offer(expected)
     receiver = _Receiver(dest, set(expected) if expected is not None else None)
     run: Callable = _move if move else _get
+    status = None
     with _chunked_receive(dest):
         for _attempt in range(3):
-            run(address, receiver, classes, options)
+            before = len(receiver.received)
+            status = run(address, receiver, classes, options)
+            code = int(status.get("Status", -1)) if status is not None else -1
+            # Success, or a warning (0xB000: some sub-operations failed), or a failure after
+            # which some instances did arrive (Orthanc's C-MOVE fails whole on one refusal):
+            # what is still missing is asked for again. A failure with no progress is final.
+            if code not in (0x0000, 0xB000) and len(receiver.received) == before:
+                raise ReadError(f"{op} from {_where(address)} failed: {_status_text(status)}")
             if receiver.expected is None or receiver.received >= receiver.expected:
                 break
             log.warning(
