@@ -268,3 +268,28 @@ def test_dicom_extension_bytes_kept_as_stored(tmp_path):
     nib.save(img, path)
     got = anyconv.read(path).extras["nifti"]["extensions"]
     assert [(c, bytes(b).rstrip(b"\0")) for c, b in got] == [(2, payload)]
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_gzip_voxels_equal_nibabel(tmp_path, endian):
+    """The ISA-L path reads what nibabel reads, either byte order, and refuses a short file."""
+    import anyconv
+    import nibabel as nib
+    from anyconv.errors import ReadError
+
+    data = np.arange(4 * 5 * 6 * 2, dtype=np.int16).reshape(4, 5, 6, 2) - 100
+    hdr = nib.Nifti1Header(endianness=endian)
+    img = nib.Nifti1Image(data, np.diag([1.5, 2, 2.5, 1]), hdr)
+    img.header.set_data_dtype(np.dtype(endian + "i2"))
+    path = tmp_path / "x.nii.gz"
+    nib.save(img, path)
+    got = anyconv.read(path)
+    assert type(got.data).__name__ == "GzipVoxels"
+    np.testing.assert_array_equal(np.asarray(got.data), np.asarray(nib.load(path).dataobj))
+    import gzip
+
+    raw = gzip.decompress(path.read_bytes())
+    short = tmp_path / "short.nii.gz"
+    short.write_bytes(gzip.compress(raw[:-50]))
+    with pytest.raises(ReadError, match="truncated"):
+        np.asarray(anyconv.read(short).data)
