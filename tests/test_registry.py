@@ -253,3 +253,23 @@ def test_sanitize_bounds_length():
     from anyconv.registry import MAX_STEM, sanitize
 
     assert len(sanitize("a" * 5000)) == MAX_STEM
+
+
+@pytest.mark.parametrize(("shear_cos", "loss"), [(4.7e-5, False), (1e-3, True)])
+def test_rounding_level_shear_is_noted_not_refused(shear_cos, loss):
+    """Printed DICOM positions leave a stack a hair off orthogonal: below 0.05 mm of corner
+    movement a writer without shear gets it orthogonal (a note); above, it is a loss."""
+    from anyconv.adapt import fit_image
+    from anyconv.geometry import corner_world, shear
+    from anyconv.specs import WriterSpec
+
+    affine = np.diag([0.98, 0.98, 0.625, 1.0])
+    affine[1, 2] = 0.625 * shear_cos
+    img = Image(np.zeros((64, 64, 500), np.int16), affine)
+    spec = WriterSpec(format="toy", load="x:y", shear=False)
+    out, losses = fit_image(img, spec, lossy=False)
+    assert bool(losses) is loss
+    if not loss:
+        assert shear(out.affine) < 1e-12 and "rounding" in out.notes[-1]
+        moved = np.abs(corner_world(out.affine, img.shape) - corner_world(affine, img.shape))
+        assert moved.max() <= 0.05

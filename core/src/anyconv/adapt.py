@@ -112,9 +112,25 @@ def fit_image(image: Image, spec: WriterSpec, *, lossy: bool) -> tuple[Image, li
         if lossy or len(shape) <= spec.max_ndim:
             img = img.replace(data=_Reshaped(img.data, tuple(shape)))
     if not spec.shear and geometry.is_sheared(img.affine):
-        losses.append(f"sheared voxel axes (shear {geometry.shear(img.affine):.3g})")
-        if lossy:
-            img = img.replace(affine=geometry.orthogonalize(img.affine))
+        ortho = geometry.orthogonalize(img.affine)
+        shape = [*img.shape[:3], 1, 1, 1][:3]
+        moved = float(
+            np.abs(
+                geometry.corner_world(img.affine, shape) - geometry.corner_world(ortho, shape)
+            ).max()
+        )
+        if moved <= SHEAR_ROUNDING_MM:
+            # positions printed with a few decimals make a stack a hair off orthogonal
+            cosine = geometry.shear(img.affine)
+            img = img.replace(affine=ortho)
+            img.notes.append(
+                f"voxel axes {cosine:.2g} off orthogonal moved at most "
+                f"{moved:.3f} mm to write them orthogonal (rounding, not a real shear)"
+            )
+        else:
+            losses.append(f"sheared voxel axes (shear {geometry.shear(img.affine):.3g})")
+            if lossy:
+                img = img.replace(affine=ortho)
     if not spec.oblique and geometry.is_oblique(img.affine):
         losses.append(f"oblique orientation ({geometry.obliquity(img.affine):.2f} deg)")
         if lossy:
@@ -123,6 +139,11 @@ def fit_image(image: Image, spec: WriterSpec, *, lossy: bool) -> tuple[Image, li
         for loss in losses:
             img.record_loss(loss)
     return img, losses
+
+
+#: A shear that moves no voxel corner by more than this is rounding of stored positions
+#: (the DICOM reader's limit for "not a gantry tilt" is 0.06 mm): written orthogonal, noted.
+SHEAR_ROUNDING_MM = 0.05
 
 
 class _Reshaped:
