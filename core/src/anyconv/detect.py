@@ -77,19 +77,22 @@ class Candidate:
     reasons: list[str] = field(default_factory=list)
 
 
-def score_reader(spec: ReaderSpec, name: str, head: bytes | None) -> Candidate:
+def score_reader(
+    spec: ReaderSpec, name: str, head: bytes | None, suffixes: Sequence[str] | None = None
+) -> Candidate:
     """Score a reader: a magic match outweighs any suffix; longer evidence wins.
 
     Magic counts 1000 plus its length, a suffix 100 plus its length. A reader whose magic
     is declared but absent from a file loses its suffix evidence, so a ``.nii`` that is
-    really NRRD goes to the NRRD reader.
+    really NRRD goes to the NRRD reader. ``suffixes``: ``suffixes_of(name)``, if known.
     """
     cand = Candidate(spec, 0)
     magic_hit = matches_magic(head, spec.magic) if head is not None and spec.magic else None
     if magic_hit is not None:
         cand.score += 1000 + len(magic_hit.value)
         cand.reasons.append(f"magic {magic_hit.value!r} at byte {magic_hit.offset}")
-    suffix = matching_suffix(name, spec.extensions)
+    lowered = _lowered(tuple(spec.extensions))
+    suffix = next((x for x in (suffixes or suffixes_of(name)) if x in lowered), None)
     if suffix is not None:
         if spec.magic and head is not None and magic_hit is None:
             cand.reasons.append(f"suffix {suffix} but no {spec.format} signature")

@@ -333,8 +333,11 @@ class Registry:
             raise ReadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         if not head:
             raise ReadError(f"{path}: file is empty or not a readable gzip stream")
+        names = suffixes_of(path.name)
         return self._choose(
-            [score_reader(r, path.name, head) for r in readers], path, "no reader recognises it"
+            [score_reader(r, path.name, head, names) for r in readers],
+            path,
+            "no reader recognises it",
         )
 
     def _choose(self, candidates: list[Candidate], path: Path, none_msg: str) -> Choice:

@@ -1,0 +1,42 @@
+"""Worker processes (header scan, compressed decoding) change nothing but the time taken."""
+
+from __future__ import annotations
+
+import shutil
+
+import anyconv
+import anyconv_dicom.pixels as pixels
+import anyconv_dicom.reader as reader
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("case", ["siemens_trio_mosaic_jpeg_lossless", "ge_pioneer_dwi_oblique"])
+def test_parallel_equals_serial(testdata, tmp_path, monkeypatch, case):
+    folder = tmp_path / case
+    shutil.copytree(testdata / "dicom" / case, folder)
+    (folder / "junk.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x40\x00")
+
+    monkeypatch.setenv("ANYCONV_DECODE_WORKERS", "1")
+    serial = anyconv.read_all(folder)
+    monkeypatch.setenv("ANYCONV_DECODE_WORKERS", "2")
+    monkeypatch.setattr(reader, "PARALLEL_SCAN_FILES", 2)
+    monkeypatch.setattr(pixels, "PARALLEL_MIN_FILES", 2)
+    parallel = anyconv.read_all(folder)
+    assert len(serial) == len(parallel)
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
+        np.testing.assert_array_equal(a.affine, b.affine)
+        assert a.sources == b.sources and a.meta == b.meta
+
+
+def test_a_skipped_file_is_reported_from_a_worker(testdata, tmp_path, monkeypatch):
+    folder = tmp_path / "s"
+    shutil.copytree(testdata / "dicom" / "ge_pioneer_dwi_oblique", folder)
+    (folder / "zz_junk.dcm").write_bytes(b"not DICOM at all, but named .dcm")
+    monkeypatch.setenv("ANYCONV_DECODE_WORKERS", "2")
+    monkeypatch.setattr(reader, "PARALLEL_SCAN_FILES", 2)
+    skipped: list[str] = []
+    slices = reader.scan([folder], skipped)
+    assert len({sl.path for sl in slices}) == len(list(folder.iterdir())) - 1
+    assert len(skipped) == 1 and "zz_junk.dcm" in skipped[0]
