@@ -308,3 +308,22 @@ def test_staging_left_by_a_dead_process_is_swept(small_nii, tmp_path, run_cli):
     assert code == 0, stderr
     assert not stale.exists()
     assert alive.exists()
+
+
+def test_format_options_as_long_flags(tmp_path, run_cli):
+    """`--dicom-layout enhanced` is `-O layout=enhanced`; an undeclared one is refused."""
+    import anyconv
+    import pydicom
+    from anyconv.testing import synthetic_image
+
+    src = tmp_path / "in.nii"
+    anyconv.write(synthetic_image((6, 7, 8)), src)
+    code, _, err = run_cli(src, f"{tmp_path / 'a'}/", "--to", "dicom", "--dicom-layout", "enhanced")
+    assert code == 0, err
+    code, _, err = run_cli(src, f"{tmp_path / 'b'}/", "--to", "dicom", "-O", "layout=enhanced")
+    assert code == 0, err
+    (a,), (b,) = (list((tmp_path / d).glob("*.dcm")) for d in "ab")
+    assert pydicom.dcmread(a).SOPClassUID == pydicom.dcmread(b).SOPClassUID
+    assert pydicom.dcmread(a).SOPClassUID == "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR
+    code, _, err = run_cli(src, tmp_path / "c.nii", "--nifti-nonsense", "1")
+    assert code == 2 and "No such option" in err

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -883,9 +884,49 @@ def _plugin_command(argv: list[str]) -> int | None:
         return exc.exit_code
 
 
+_FORMAT_OPTION = re.compile(r"^--([a-z0-9]+)-([a-z0-9][a-z0-9-]*)(?:=(.*))?$")
+
+
+def _format_options(args: list[str]) -> list[str]:
+    """``--FORMAT-OPTION VALUE`` is ``-O OPTION=VALUE`` for an option the format declares.
+
+    So ``--dicom-layout enhanced`` works as well as ``-O layout=enhanced``. Only an argument of
+    that shape which is not one of our own options makes us look at the plugins' specs.
+    """
+    known = {"--compress-level", "--anon-recipe", "--no-sidecar", "--index-linkage", "--qc-report"}
+    if not any(_FORMAT_OPTION.match(a) and a.split("=")[0] not in known for a in args):
+        return args
+    from . import get_registry
+
+    try:
+        registry = get_registry()
+        declared = {
+            (spec.format, o.name)
+            for spec in [*registry.readers(), *registry.writers()]
+            for o in spec.options
+        }
+    except Exception:  # noqa: BLE001 - a broken plugin is reported by the command itself
+        return args
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        match = _FORMAT_OPTION.match(args[i])
+        name = match and (match.group(1), match.group(2).replace("-", "_"))
+        if match and name in declared and args[i].split("=")[0] not in known:
+            value = match.group(3)
+            if value is None and i + 1 < len(args):
+                i += 1
+                value = args[i]
+            out += ["-O", f"{name[1]}={value if value is not None else 'yes'}"]
+        else:
+            out.append(args[i])
+        i += 1
+    return out
+
+
 def main() -> None:
     """Console-script entry point."""
     code = _plugin_command(sys.argv[1:])
     if code is not None:
         sys.exit(code)
-    app()
+    app(args=_format_options(sys.argv[1:]))
