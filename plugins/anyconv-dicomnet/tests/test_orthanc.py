@@ -318,9 +318,10 @@ class _CuttingProxy:
         self.server.close()
 
 
-def test_cut_wado_stream_resumes_instance_by_instance(stored, orthanc, caplog):
+@pytest.mark.parametrize("limit", [20_000, 700_000])  # inside the first instance, or later
+def test_cut_wado_stream_resumes_instance_by_instance(limit, stored, orthanc, caplog):
     info = stored[CASES[0]]  # 14 instances, ~2 MB
-    proxy = _CuttingProxy(orthanc.http_port, limit=700_000, cuts=1)
+    proxy = _CuttingProxy(orthanc.http_port, limit=limit, cuts=1)
     try:
         url = (
             f"dicomweb+http://127.0.0.1:{proxy.port}/dicom-web/studies/{info['study']}"

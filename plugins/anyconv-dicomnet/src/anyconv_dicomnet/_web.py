@@ -215,13 +215,24 @@ def _get_multipart(session: requests.Session, url: str) -> requests.Response:
 
 
 def _stream_instances(
-    session: requests.Session, url: str, dest: Path, start: int, received: dict[str, Path]
+    session: requests.Session,
+    url: str,
+    dest: Path,
+    start: int,
+    received: dict[str, Path],
+    answered: list[bool] | None = None,
 ) -> int:
-    """Write each instance of ``url``'s answer to ``dest/NNNNNN.dcm``; return how many."""
+    """Write each instance of ``url``'s answer to ``dest/NNNNNN.dcm``; return how many.
+
+    ``answered`` gets ``True`` once the server has answered, so a failure after it is a cut
+    transfer (worth resuming) rather than a server that cannot be reached.
+    """
     from pydicom import dcmread
 
     count = 0
     with contextlib.closing(_get_multipart(session, url)) as response:
+        if answered is not None:
+            answered.append(True)
         boundary = _boundary(response.headers.get("Content-Type", ""))
         for part in split_multipart(response.iter_content(CHUNK), boundary):
             path = dest / f"{start + count:06d}.dcm"
@@ -303,13 +314,14 @@ def fetch(url: str, dest: Path, options: ReadOptions) -> Path:
     if address.instance:
         target += f"/instances/{address.instance}"
     received: dict[str, Path] = {}
+    answered: list[bool] = []
     try:
         try:
-            _stream_instances(session, target, dest, 1, received)
+            _stream_instances(session, target, dest, 1, received, answered)
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
-                TransferCutError) as exc:  # fmt: skip
-            if isinstance(exc, requests.exceptions.ConnectionError) and not received:
-                raise
+                TransferCutError):  # fmt: skip
+            if not answered:
+                raise  # never reached the server: nothing to resume
             log.warning("%s: transfer interrupted after %d instances; resuming", url, len(received))
             _resume(session, address, dest, received)
     except AnyconvError as exc:
@@ -331,11 +343,11 @@ def _resume(
 
     client = DICOMwebClient(address.base, session=session)
     assert address.study is not None
-    missing = [
-        (series, uid)
-        for series, uid in _list_instances(client, address.study, address.series)
-        if uid not in received
-    ]
+    if address.instance:
+        listed = [(address.series, address.instance)]
+    else:
+        listed = _list_instances(client, address.study, address.series)
+    missing = [(series, uid) for series, uid in listed if uid not in received]
     for series, uid in missing:
         target = f"{address.base}/studies/{address.study}/series/{series}/instances/{uid}"
         for attempt in range(_RESUME_ATTEMPTS):
