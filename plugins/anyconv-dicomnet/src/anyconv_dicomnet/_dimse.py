@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from anyconv.errors import AnyconvError, ReadError, UsageError, WriteError
+from anyconv.specs import ReadOptions, WriteOptions
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
@@ -418,7 +419,7 @@ def store(files: list[Path], address: DimseAddress, options: Mapping[str, str]) 
     return stored
 
 
-def fetch_url(url: str, dest: Path, options: Any) -> Path:
+def fetch_url(url: str, dest: Path, options: ReadOptions) -> Path:
     """Transport ``fetch`` for ``dicom://AET@HOST:PORT/<StudyUID>[/<SeriesUID>]``."""
     from ._config import parse_dimse
 
@@ -426,7 +427,7 @@ def fetch_url(url: str, dest: Path, options: Any) -> Path:
     return dest
 
 
-def store_url(files: list[Path], url: str, options: Any) -> list[str]:
+def store_url(files: list[Path], url: str, options: WriteOptions) -> list[str]:
     """Transport ``store`` for ``dicom://AET@HOST:PORT``: C-STORE of the written series."""
     from ._config import parse_dimse
 
