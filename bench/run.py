@@ -41,6 +41,8 @@ SITK_SERIES = (
     "s.WriteImage(r.Execute(), sys.argv[2])"
 )
 NIB_RW = "import nibabel as n, sys; n.save(n.load(sys.argv[1]), sys.argv[2])"
+#: Output suffixes SimpleITK, nibabel and minc-tools write without compression by default.
+UNCOMPRESSED_BY_PEERS = (".nrrd", ".mha", ".mnc", ".nhdr", ".mhd")
 # dicom2nifti as its users call it (its default reorients to LAS; gzip when compression=True)
 DICOM2NIFTI = (
     "import dicom2nifti, sys; "
@@ -282,8 +284,12 @@ def volume_cases(vols: dict[str, Path], n: int, out: Path, both_ways: bool) -> l
             }
             cases.append(Case(f"{n}^3 {src_ext} series -> {dst_ext}", cmds))
             continue
-        cmds = {  # --lossy: peers drop obliquity silently where a format cannot hold it
-            "anyconv": f"{ANYCONV} {src} {dst} --no-sidecar -q --lossy",
+        # --lossy: peers drop obliquity silently where a format cannot hold it. Outputs the
+        # peers write uncompressed (.nrrd, .mha, .mnc: anyconv compresses them by default)
+        # are written uncompressed by anyconv too, so every tool does the same work.
+        plain = " --compress-level 0" if dst_ext in UNCOMPRESSED_BY_PEERS else ""
+        cmds = {
+            "anyconv": f"{ANYCONV} {src} {dst} --no-sidecar -q --lossy{plain}",
             "nibabel": f"{PY} -c {shlex.quote(NIB_RW)} {src} {dst}",
             "SimpleITK": f"{PY} -c {shlex.quote(SITK_RW)} {src} {dst}",
         }
