@@ -40,3 +40,24 @@ def test_a_skipped_file_is_reported_from_a_worker(testdata, tmp_path, monkeypatc
     slices = reader.scan([folder], skipped)
     assert len({sl.path for sl in slices}) == len(list(folder.iterdir())) - 1
     assert len(skipped) == 1 and "zz_junk.dcm" in skipped[0]
+
+
+@pytest.mark.parametrize(
+    "case", ["philips_achieva_enhanced_t1_balls", "siemens_vida_xa10_enhanced_fmri"]
+)
+def test_frame_by_frame_reading_equals_whole_file_reading(testdata, monkeypatch, case):
+    folder = testdata / "dicom" / case
+    whole = anyconv.read_all(folder)
+    monkeypatch.setattr(pixels, "FRAME_BY_FRAME_BYTES", 0)
+    calls = []
+    original = pixels.FrameReader.__getitem__
+
+    def counting(self, frame):
+        calls.append(frame)
+        return original(self, frame)
+
+    monkeypatch.setattr(pixels.FrameReader, "__getitem__", counting)
+    framewise = anyconv.read_all(folder)
+    for a, b in zip(whole, framewise, strict=True):
+        np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
+    assert calls  # the frame-by-frame path was taken

@@ -374,6 +374,9 @@ def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndar
     if not (explicit or implicit):
         return None
     dtype = np.dtype(f"{order}{'i' if signed else 'u'}{itemsize}")
+    unused = bits - stored if signed and stored < bits else 0
+    if nframes > 1 and nbytes > FRAME_BY_FRAME_BYTES:
+        return FrameReader(path, offset, (nframes, rows, cols), dtype, unused)
     shape = (nframes, rows, cols)
     # One reused buffer per shape: fresh pages for every file cost more than the read.
     buf = None if buffers is None else buffers.get((shape, dtype))
@@ -389,13 +392,47 @@ def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndar
         return None
     if got != nbytes:
         return None
-    if signed and stored < bits:
-        # Two's complement in BitsStored bits: the sign bit fills the unused high bits
-        # (whatever they held), as pydicom's decoder does. Shifts work in place.
-        unused = bits - stored
+    _sign_extend(buf, unused)
+    return buf
+
+
+def _sign_extend(buf: np.ndarray, unused: int) -> None:
+    """Two's complement in BitsStored bits, as pydicom's decoder does (shifts, in place).
+
+    The sign bit fills the unused high bits, whatever they held.
+    """
+    if unused:
         np.left_shift(buf, unused, out=buf)
         np.right_shift(buf, unused, out=buf)
-    return buf
+
+
+#: A multi-frame file with more pixel bytes than this is read one frame at a time.
+FRAME_BY_FRAME_BYTES = 32 << 20
+
+
+class FrameReader:
+    """The frames of a large uncompressed multi-frame file, read one at a time on demand.
+
+    A 500-frame enhanced CT held its whole pixel data (262 MB) in a buffer beside the output
+    array; frame by frame into one reused buffer, peak memory is the output plus one frame.
+    """
+
+    def __init__(
+        self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype, unused: int
+    ) -> None:
+        self.shape = shape
+        self._path, self._offset, self._dtype, self._unused = path, offset, dtype, unused
+        self._buf = np.empty(shape[1:], dtype=dtype)
+        self._frame_bytes = self._buf.nbytes
+
+    def __getitem__(self, frame: int) -> np.ndarray:
+        with self._path.open("rb") as fh:
+            fh.seek(self._offset + frame * self._frame_bytes)
+            got = fh.readinto(memoryview(self._buf).cast("B"))
+        if got != self._frame_bytes:
+            raise ReadError(f"{self._path}: frame {frame + 1} is truncated")
+        _sign_extend(self._buf, self._unused)
+        return self._buf
 
 
 def _pick(frames: np.ndarray, sl: Slice, path: Path) -> np.ndarray:
