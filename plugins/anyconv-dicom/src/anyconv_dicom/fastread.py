@@ -20,7 +20,7 @@ from pydicom.tag import BaseTag  # noqa: TID253 - only reader.py imports this mo
 
 #: Bytes read at first; a header that does not end (pixel data reached) within them, or
 #: within ``MORE``, goes to pydicom.
-FIRST = 64 * 1024
+FIRST = 160 * 1024  # Siemens headers (CSA, Phoenix protocol) run to 60-150 KiB
 MORE = 1024 * 1024
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
