@@ -384,3 +384,31 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return _jsonable(asdict(value))
     return value
+
+
+#: Arrays at least this large get their pages mapped in one call (see ``empty_array``).
+POPULATE_BYTES = 16 << 20
+
+
+def empty_array(shape: tuple[int, ...], dtype: Any, order: str = "F") -> np.ndarray:
+    """An uninitialised array whose memory is mapped up front, for readers to fill.
+
+    Touching a fresh 262 MB ``np.empty`` page by page cost 0.5-0.6 s of page faults on this
+    machine; one ``mmap`` with ``MAP_POPULATE`` maps the same memory in about 0.12 s. Small
+    arrays, and systems without ``MAP_POPULATE``, get ``np.empty``.
+    """
+    import mmap
+
+    dtype = np.dtype(dtype)
+    count = 1
+    for size in shape:
+        count *= int(size)
+    nbytes = count * dtype.itemsize
+    populate = getattr(mmap, "MAP_POPULATE", None)
+    if nbytes < POPULATE_BYTES or populate is None:
+        return np.empty(shape, dtype=dtype, order=order)
+    try:
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    except (OSError, ValueError):
+        return np.empty(shape, dtype=dtype, order=order)
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape, order=order)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pydicom  # noqa: TID253 - only reader.py imports this module
 from anyconv.errors import ReadError
+from anyconv.model import empty_array
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: TID253 - only reader.py imports this module
 
@@ -234,7 +235,7 @@ class VolumeProxy:
 
     def _stack(self, shape: tuple[int, ...]) -> np.ndarray:
         """The slices as stored (after per-slice scaling and tilt shifts), one per k."""
-        out = np.empty(shape, dtype=self._dtype, order="F")
+        out = empty_array(shape, self._dtype)
         if self._spp == 1:
             view = out.reshape((*out.shape[:3], -1), order="F")
         else:

@@ -17,7 +17,7 @@ import numpy as np
 from anyconv import deflate as _deflate
 from anyconv import geometry
 from anyconv.errors import ReadError
-from anyconv.model import Image, Meta
+from anyconv.model import Image, Meta, empty_array
 from anyconv.specs import ReadOptions
 
 from ._header import MAX_DEFLATE_RATIO, STANDARD_FIELDS, Header, parse_header
@@ -208,8 +208,9 @@ class MetaImageData:
             if not hdr.binary:
                 return _ascii(fh.read(), count, self.dtype, hdr.path)
             if not hdr.compressed:
-                arr = np.fromfile(fh, dtype=disk, count=count)
-                if arr.size != count:
+                arr = empty_array((count,), disk)
+                got = fh.readinto(memoryview(arr).cast("B"))
+                if got != arr.nbytes:
                     raise ReadError(f"{hdr.path}: {f.name} ended early")
             else:
                 size = (

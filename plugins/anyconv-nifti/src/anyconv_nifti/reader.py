@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from anyconv.errors import ReadError
 from anyconv.lazy import import_nibabel
-from anyconv.model import Image, LazyArray, Meta
+from anyconv.model import Image, LazyArray, Meta, empty_array
 from anyconv.specs import ReadOptions
 
 nib = import_nibabel()
@@ -95,7 +95,7 @@ class GzipVoxels(LazyArray):
         from anyconv.deflate import ERRORS
         from isal import igzip
 
-        out = np.empty(self._shape, dtype=self._stored, order="F")
+        out = empty_array(self._shape, self._stored)
         target = memoryview(out.T).cast("B")  # the transpose of F order is C-contiguous
         try:
             with igzip.open(self._path, "rb") as fh:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from anyconv.errors import ReadError
-from anyconv.model import Image, LazyArray, Meta
+from anyconv.model import Image, LazyArray, Meta, empty_array
 from anyconv.specs import ReadOptions
 from zlib_ng import zlib_ng as zlib
 
@@ -537,7 +537,7 @@ class _Loader:
             fh.seek(end - nbytes)
         elif self.byte_skip:
             fh.seek(self.byte_skip, 1)
-        out = np.empty(count, dtype=self.dtype)
+        out = empty_array((count,), self.dtype)
         got = fh.readinto(memoryview(out).cast("B"))
         if got != nbytes:
             raise self._short(path, f"{got} bytes of data, {nbytes} needed")
