@@ -39,7 +39,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     help="Convert medical images between formats, keeping world geometry and metadata.\n\n"
-    "anyconv INPUT OUTPUT converts (see `anyconv convert --help`).",
+    "anyconv INPUT OUTPUT converts (see `anyconv convert --help`). Plugins add commands "
+    "(anyconv anonymize, query, echo, send ...): `anyconv plugins` lists them.",
 )
 
 
