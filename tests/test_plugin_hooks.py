@@ -135,3 +135,19 @@ def test_option_pairs_reach_a_transform_that_declares_them(testdata, tmp_path, r
     by_option = study_uid("--anonymize", "-O", "key=k1")
     assert by_option == study_uid("-t", "anonymize:key=k1")
     assert by_option != study_uid("--anonymize", "-O", "key=k2")
+
+
+def test_info_describes_a_fetched_address_and_batch_refuses_one(registry, monkeypatch):
+    from anyconv import cli
+    from typer.testing import CliRunner
+
+    monkeypatch.setattr("anyconv.get_registry", lambda: registry)
+    result = CliRunner().invoke(cli.app, ["info", "toy+http://server/studies/abc", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    tree = json.loads(result.output)
+    image = tree["patients"][0]["studies"][0]["series"][0]["images"][0]
+    assert image["shape"] == [5, 6, 7]
+    result = CliRunner().invoke(cli.app, ["batch", "toy+http://server/x", "out/"])
+    assert result.exit_code == 2 and "batch reads local files" in result.output

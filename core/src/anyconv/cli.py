@@ -465,6 +465,15 @@ def batch(
         raise typer.BadParameter("--index-linkage needs --index FILE.sqlite")
     extra = _parse_pairs(option)
     with _reported(debug):
+        from .errors import UsageError
+        from .registry import url_scheme
+
+        remote = [p for p in paths if url_scheme(p)]
+        if remote:
+            raise UsageError(
+                f"{remote[0]}: batch reads local files and folders",
+                hint="fetch it first with `anyconv ADDRESS folder/`, then batch that folder",
+            )
         from . import get_registry
         from .batch import BatchSettings, run_batch
 
@@ -572,7 +581,12 @@ def _series_table(summaries: list[dict[str, Any]]) -> list[str]:
 @app.command()
 def info(
     input: Annotated[
-        Path, typer.Argument(help="File or folder.", show_default=False, metavar="INPUT")
+        str,
+        typer.Argument(
+            help="File or folder, or a scheme:// address a plugin fetches.",
+            show_default=False,
+            metavar="INPUT",
+        ),
     ],
     as_json: Annotated[
         bool,
@@ -605,12 +619,16 @@ def info(
     each series would become), then each image.
     """
     _setup_logging(False, False, debug)
-    with _reported(debug):
+    with _reported(debug), contextlib.ExitStack() as stack:
         from . import get_registry
         from . import study as st
+        from .registry import url_scheme
 
         registry = get_registry()
-        images = registry.read(input, fmt=from_)
+        remote = url_scheme(input) is not None
+        # an address is fetched into a temporary folder, kept until the description is done
+        source = stack.enter_context(registry.fetched(input)) if remote else Path(input)
+        images = registry.read(source, fmt=from_)
         if fhir:
             resources = st.imaging_studies(st.build_tree(images))
             if not resources:
@@ -623,13 +641,13 @@ def info(
             typer.echo(json.dumps(resources, indent=2))
             return
         summaries = [_image_summary(img) for img in images]
-        show_tree = tree or input.is_dir()
+        show_tree = tree or remote or source.is_dir()
         patients = None
         if show_tree:
             from .pipeline import ConvertRequest, plan_outputs
 
             req = ConvertRequest(
-                src=input, dst=Path(), dst_is_folder=True, to_fmt=to, name_template=name
+                src=source, dst=Path(), dst_is_folder=True, to_fmt=to, name_template=name
             )
             names = [p.name for p in plan_outputs(registry, images, req)]
             patients = st.build_tree(images, names)
