@@ -22,6 +22,9 @@ def test_parallel_equals_serial(testdata, tmp_path, monkeypatch, case):
     monkeypatch.setenv("ANYCONV_DECODE_WORKERS", "2")
     monkeypatch.setattr(reader, "PARALLEL_SCAN_FILES", 2)
     monkeypatch.setattr(pixels, "PARALLEL_MIN_FILES", 2)
+    # pytest may run helper threads; forking is what this test exercises
+    monkeypatch.setattr(pixels.threading, "active_count", lambda: 1)
+    assert pixels.decode_workers() == 2
     parallel = anyconv.read_all(folder)
     assert len(serial) == len(parallel)
     for a, b in zip(serial, parallel, strict=True):
@@ -36,6 +39,7 @@ def test_a_skipped_file_is_reported_from_a_worker(testdata, tmp_path, monkeypatc
     (folder / "zz_junk.dcm").write_bytes(b"not DICOM at all, but named .dcm")
     monkeypatch.setenv("ANYCONV_DECODE_WORKERS", "2")
     monkeypatch.setattr(reader, "PARALLEL_SCAN_FILES", 2)
+    monkeypatch.setattr(pixels.threading, "active_count", lambda: 1)
     skipped: list[str] = []
     slices = reader.scan([folder], skipped)
     assert len({sl.path for sl in slices}) == len(list(folder.iterdir())) - 1
@@ -61,3 +65,18 @@ def test_frame_by_frame_reading_equals_whole_file_reading(testdata, monkeypatch,
     for a, b in zip(whole, framewise, strict=True):
         np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
     assert calls  # the frame-by-frame path was taken
+
+
+def test_no_fork_from_a_threaded_process(monkeypatch):
+    """A Dask worker or an application thread pool: decoding and scanning stay in-process."""
+    import threading
+
+    monkeypatch.setenv("ANYCONV_DECODE_WORKERS", "4")
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert pixels.decode_workers() == 1
+    finally:
+        stop.set()
+        thread.join()

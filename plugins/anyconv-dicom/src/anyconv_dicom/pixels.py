@@ -11,6 +11,7 @@ import contextlib
 import io
 import multiprocessing as mp
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -292,6 +293,10 @@ def decode_workers() -> int:
     JPEG, JPEG 2000 and JPEG-LS decoders hold the GIL (threads gained nothing for JPEG,
     measured), so files are decoded in forked processes.
     """
+    if threading.active_count() > 1:
+        # forking a multi-threaded process (a Dask worker, an application's thread pool) can
+        # leave the child waiting forever on a lock another thread held: stay in-process
+        return 1
     text = os.environ.get("ANYCONV_DECODE_WORKERS", "")
     if text.isdigit():
         return max(1, int(text))
