@@ -149,5 +149,6 @@ def test_info_describes_a_fetched_address_and_batch_refuses_one(registry, monkey
     tree = json.loads(result.output)
     image = tree["patients"][0]["studies"][0]["series"][0]["images"][0]
     assert image["shape"] == [5, 6, 7]
+    assert image["path"].startswith("toy+http://server/studies/abc/")
     result = CliRunner().invoke(cli.app, ["batch", "toy+http://server/x", "out/"])
     assert result.exit_code == 2 and "batch reads local files" in result.output

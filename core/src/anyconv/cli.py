@@ -641,6 +641,9 @@ def info(
             typer.echo(json.dumps(resources, indent=2))
             return
         summaries = [_image_summary(img) for img in images]
+        if remote:  # name the address, not the temporary folder that is about to go
+            for summary in summaries:
+                summary["path"] = str(summary["path"]).replace(str(source), input.rstrip("/"))
         show_tree = tree or remote or source.is_dir()
         patients = None
         if show_tree:
