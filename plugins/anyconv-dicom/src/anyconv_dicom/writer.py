@@ -1027,6 +1027,35 @@ def _base_time(identity: Dataset) -> _dt.datetime | None:
     return None
 
 
+def _multiframe_base(
+    sop_class: str, ts: str, modality: str, identity: Dataset
+) -> tuple[Dataset, str]:
+    """The one instance of a multi-frame layout: file meta, identity, equipment, content.
+
+    Also returns the laterality taken out of the series: multi-frame IODs give it per frame
+    (Frame Anatomy), not in the series.
+    """
+    uid = new_uid()
+    ds = Dataset()
+    ds.file_meta = _file_meta(sop_class, ts)
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "NONE"]
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = uid
+    ds.Modality = modality
+    ds.update(identity)
+    # Enhanced General Equipment makes these type 1: the source's, else this software's.
+    ds.Manufacturer = ds.get("Manufacturer") or "anyconv"
+    ds.ManufacturerModelName = ds.get("ManufacturerModelName") or "anyconv"
+    ds.DeviceSerialNumber = ds.get("DeviceSerialNumber") or "0"
+    ds.SoftwareVersions = ds.get("SoftwareVersions") or "anyconv"
+    ds.ContentDate, ds.ContentTime = _content_date_time(ds)
+    ds.InstanceNumber = 1
+    laterality = str(ds.pop(0x00200060).value or "") if "Laterality" in ds else ""
+    return ds, laterality
+
+
 def _content_date_time(ds: Dataset) -> tuple[str, str]:
     """Type 1 content date and time of a multi-frame instance.
 
@@ -1067,25 +1096,7 @@ def _write_enhanced(
     ni, nj, nk, nt = stored.data.shape
     ct = modality == "CT"
     sop_class = ENHANCED_CT_STORAGE if ct else ENHANCED_MR_STORAGE
-    uid = new_uid()
-    ds = Dataset()
-    ds.file_meta = _file_meta(sop_class, ts)
-    ds.file_meta.MediaStorageSOPInstanceUID = uid
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "NONE"]
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = uid
-    ds.Modality = modality
-    ds.update(identity)
-    # Enhanced General Equipment makes these type 1: the source's, else this software's.
-    ds.Manufacturer = ds.get("Manufacturer") or "anyconv"
-    ds.ManufacturerModelName = ds.get("ManufacturerModelName") or "anyconv"
-    ds.DeviceSerialNumber = ds.get("DeviceSerialNumber") or "0"
-    ds.SoftwareVersions = ds.get("SoftwareVersions") or "anyconv"
-    ds.ContentDate, ds.ContentTime = _content_date_time(ds)
-    ds.InstanceNumber = 1
-    # Enhanced IODs give laterality per frame (Frame Anatomy), not in the series.
-    laterality = str(ds.pop(0x00200060).value or "") if "Laterality" in ds else ""
+    ds, laterality = _multiframe_base(sop_class, ts, modality, identity)
     ds.ContentQualification = "RESEARCH"
     ds.ImageComments = "written by anyconv"
     if not ct:
@@ -1220,23 +1231,7 @@ def _write_parametric(
     shape = values.shape
     data = values.reshape(shape + (1,) * (4 - len(shape)), order="F")
     ni, nj, nk, nt = data.shape
-    uid = new_uid()
-    ds = Dataset()
-    ds.file_meta = _file_meta(PARAMETRIC_MAP_STORAGE, ts)
-    ds.file_meta.MediaStorageSOPInstanceUID = uid
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "NONE"]
-    ds.SOPClassUID = PARAMETRIC_MAP_STORAGE
-    ds.SOPInstanceUID = uid
-    ds.Modality = modality
-    ds.update(identity)
-    ds.Manufacturer = ds.get("Manufacturer") or "anyconv"
-    ds.ManufacturerModelName = ds.get("ManufacturerModelName") or "anyconv"
-    ds.DeviceSerialNumber = ds.get("DeviceSerialNumber") or "0"
-    ds.SoftwareVersions = ds.get("SoftwareVersions") or "anyconv"
-    ds.ContentDate, ds.ContentTime = _content_date_time(ds)
-    ds.InstanceNumber = 1
-    laterality = str(ds.pop(0x00200060).value or "") if "Laterality" in ds else ""
+    ds, laterality = _multiframe_base(PARAMETRIC_MAP_STORAGE, ts, modality, identity)
     ds.ContentLabel = "MAP"
     ds.ContentDescription = str(ds.get("SeriesDescription") or "")[:64]
     ds.ContentCreatorName = ""
