@@ -119,16 +119,16 @@ def fit_image(image: Image, spec: WriterSpec, *, lossy: bool) -> tuple[Image, li
                 geometry.corner_world(img.affine, shape) - geometry.corner_world(ortho, shape)
             ).max()
         )
+        cosine = geometry.shear(img.affine)
         if moved <= SHEAR_ROUNDING_MM:
             # positions printed with a few decimals make a stack a hair off orthogonal
-            cosine = geometry.shear(img.affine)
             img = img.replace(affine=ortho)
             img.notes.append(
                 f"voxel axes {cosine:.2g} off orthogonal moved at most "
                 f"{moved:.3f} mm to write them orthogonal (rounding, not a real shear)"
             )
         else:
-            losses.append(f"sheared voxel axes (shear {geometry.shear(img.affine):.3g})")
+            losses.append(f"sheared voxel axes (shear {cosine:.3g})")
             if lossy:
                 img = img.replace(affine=ortho)
     if not spec.oblique and geometry.is_oblique(img.affine):

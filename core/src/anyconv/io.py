@@ -147,6 +147,12 @@ def isal_level(level: int) -> int:
     return 1 if level <= 3 else 2
 
 
+def usable_cores(limit: int = 4) -> int:
+    """Cores this process may run on, at most ``limit`` (for threads and worker processes)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(limit, cores or 1))
+
+
 def gzip_threads() -> int:
     """Compression threads for one ``.gz`` output: ``$ANYCONV_GZIP_THREADS``, else the cores.
 
@@ -157,7 +163,7 @@ def gzip_threads() -> int:
     text = os.environ.get("ANYCONV_GZIP_THREADS", "")
     if text.isdigit() and int(text) > 0:
         return int(text)
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    return usable_cores()
 
 
 def open_output(path: Path, compress_level: int | None = None) -> IO[bytes]:

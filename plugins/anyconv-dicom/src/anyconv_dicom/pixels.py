@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pydicom  # noqa: TID253 - only reader.py imports this module
 from anyconv.errors import ReadError
+from anyconv.io import usable_cores
 from anyconv.model import empty_array
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: TID253 - only reader.py imports this module
@@ -300,8 +301,20 @@ def decode_workers() -> int:
     text = os.environ.get("ANYCONV_DECODE_WORKERS", "")
     if text.isdigit():
         return max(1, int(text))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return max(1, min(4, cores))
+    return usable_cores()
+
+
+def fork_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Forked worker processes, or ``None``: the caller then works in-process.
+
+    ``None`` for one worker, without ``fork``, in a daemon process or at a process limit.
+    """
+    if workers < 2 or "fork" not in mp.get_all_start_methods():
+        return None
+    try:
+        return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    except (OSError, ValueError, AssertionError):
+        return None
 
 
 #: Fewer compressed files than this are decoded in this process (forking costs ~50 ms).
@@ -310,13 +323,8 @@ PARALLEL_MIN_FILES = 8
 
 def _decode_all(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray]]:
     """Decoded frames of each file, in order; in worker processes when it pays."""
-    workers = min(decode_workers(), len(paths))
-    pool = None
-    if workers > 1 and len(paths) >= PARALLEL_MIN_FILES and "fork" in mp.get_all_start_methods():
-        try:
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
-        except (OSError, ValueError, AssertionError):  # no processes here (limits, daemon)
-            pool = None
+    many = len(paths) >= PARALLEL_MIN_FILES
+    pool = fork_pool(min(decode_workers(), len(paths))) if many else None
     if pool is None:
         for path in paths:
             yield path, _decode(path)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from . import __version__
 from .meta import build_meta
-from .pixels import VolumeProxy, check_sizes, decode_workers
+from .pixels import VolumeProxy, check_sizes, decode_workers, fork_pool
 from .scan import Slice, full_header, hval, iter_files, read_header, slices_of
 from .stack import Volume, build_volumes, correct_tilt, group_slices
 
@@ -49,11 +47,8 @@ def scan(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Slice]
     """
     files = list(iter_files(paths))
     workers = min(decode_workers(), max(1, len(files) // (PARALLEL_SCAN_FILES // 2)))
-    if workers > 1 and len(files) >= PARALLEL_SCAN_FILES and "fork" in mp.get_all_start_methods():
-        try:
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
-        except (OSError, ValueError, AssertionError):
-            pool = None
+    if len(files) >= PARALLEL_SCAN_FILES:
+        pool = fork_pool(workers)
         if pool is not None:
             size = -(-len(files) // (workers * 4))  # a few chunks per worker, in order
             chunks = [files[i : i + size] for i in range(0, len(files), size)]
