@@ -185,6 +185,10 @@ def open_output(path: Path, compress_level: int | None = None) -> IO[bytes]:
     return _ThreadedGzip(path, isal_level(level), gzip_threads())
 
 
+#: Bytes ISA-L compresses per thread task.
+_GZIP_BLOCK = 1 << 20
+
+
 class _ThreadedGzip(io.RawIOBase):
     """ISA-L's threaded gzip writer over a file it does not own: closes both, in order."""
 
@@ -192,9 +196,10 @@ class _ThreadedGzip(io.RawIOBase):
         from isal import igzip_threaded
 
         self._raw = path.open("wb")
+        self._pending = bytearray()
         try:
             self._gz = igzip_threaded.open(
-                self._raw, "wb", compresslevel=level, threads=threads, block_size=1 << 20
+                self._raw, "wb", compresslevel=level, threads=threads, block_size=_GZIP_BLOCK
             )
         except BaseException:
             self._raw.close()
@@ -204,11 +209,29 @@ class _ThreadedGzip(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        return self._gz.write(data)
+        # ISA-L compresses each write's 1 MiB pieces as independent blocks: regrouped into
+        # whole blocks here, the bytes no longer depend on how callers cut their writes.
+        view = memoryview(data).cast("B")
+        size = len(view)
+        if self._pending:
+            take = _GZIP_BLOCK - len(self._pending)
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < _GZIP_BLOCK:
+                return size
+            self._gz.write(self._pending)
+            self._pending = bytearray()
+        whole = len(view) - len(view) % _GZIP_BLOCK
+        if whole:
+            self._gz.write(view[:whole])
+        self._pending += view[whole:]
+        return size
 
     def close(self) -> None:
         if not self.closed:
             try:
+                if self._pending:
+                    self._gz.write(self._pending)
                 self._gz.close()
             finally:
                 self._raw.close()
@@ -233,10 +256,21 @@ WRITE_CHUNK = 16 << 20
 
 
 def write_fortran(fh: IO[bytes], data: Any) -> None:
-    """Write an array's bytes in Fortran order (first axis fastest), one 2D slice at a time.
+    """Write an array's bytes in Fortran order (first axis fastest).
 
-    Writing slice by slice avoids a full-size transposed copy of a C-ordered array.
+    Lazy data that offers ``fortran_blocks`` is written block by block as it is read, so the
+    volume is never whole in memory and reading overlaps compression; an array is written
+    one 2D slice at a time, which avoids a full-size transposed copy of a C-ordered array.
     """
+    blocks = getattr(data, "fortran_blocks", None)
+    if blocks is not None:
+        for block in blocks(WRITE_CHUNK):
+            _write_array_fortran(fh, block)
+        return
+    _write_array_fortran(fh, data)
+
+
+def _write_array_fortran(fh: IO[bytes], data: Any) -> None:
     import numpy as np
 
     arr = np.asanyarray(data)

@@ -8,6 +8,7 @@ int16 file with a scale factor stays int16 plus scaling wherever the target can 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -322,11 +323,24 @@ class LazyArray:
         """Number of axes."""
         return len(self._shape)
 
+    #: True when ``fortran_blocks`` reads block by block instead of loading everything:
+    #: the pipeline then leaves the data lazy and the writer streams it.
+    streams: bool = False
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         raise NotImplementedError
 
     def __getitem__(self, index: Any) -> np.ndarray:
         return np.asarray(self)[index]
+
+    def fortran_blocks(self, max_bytes: int) -> Iterator[np.ndarray]:
+        """The data as consecutive arrays, for writers that stream.
+
+        The blocks' Fortran-order bytes, joined, are the whole array's Fortran-order bytes, so
+        a writer never needs the whole volume at once. A block may be reused for the next
+        one: consume it before asking for more. This default loads everything as one block.
+        """
+        yield np.asarray(self)
 
 
 class UnscaledProxy:

@@ -209,7 +209,9 @@ def _convert_local(
     results: list[Written] = []
     try:
         for image, out in zip(images, outputs, strict=True):
-            image = load_data(image)
+            if not getattr(image.data, "streams", False) or req.preview or req.thumbnail:
+                # streamed data is read while it is written: its read errors stay read errors
+                image = load_data(image)
             files = registry.write(
                 image, out, fmt=req.to_fmt, force=req.force, options=req.write_options
             )

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from .detect import Candidate, matching_suffix, rank, read_head, score_reader, suffixes_of
+from .detect import (
+    Candidate,
+    matches_magic,
+    matching_suffix,
+    rank,
+    read_head,
+    score_reader,
+    suffixes_of,
+)
 from .errors import (
     AnyconvError,
     FormatNotFoundError,
@@ -327,6 +335,16 @@ class Registry:
             best = max(named, key=lambda r: r.priority)
             return Choice(best, [], "asked for with --from")
         _require_regular(path)
+        return self._choose_by_content(path, readers, None)
+
+    def _choose_by_content(
+        self, path: Path, readers: list[ReaderSpec], memo: dict[Any, Any] | None
+    ) -> Choice:
+        """Score every reader on the file's head and suffix.
+
+        With ``memo``, files with the same evidence (known suffixes, signatures present)
+        share one decision: a folder of 7,200 DICOM files is scored once, not 7,200 times.
+        """
         try:
             head = read_head(path)
         except OSError as exc:
@@ -334,11 +352,23 @@ class Registry:
         if not head:
             raise ReadError(f"{path}: file is empty or not a readable gzip stream")
         names = suffixes_of(path.name)
-        return self._choose(
-            [score_reader(r, path.name, head, names) for r in readers],
-            path,
-            "no reader recognises it",
+        if memo is None:
+            return self._choose(
+                [score_reader(r, path.name, head, names) for r in readers],
+                path,
+                "no reader recognises it",
+            )
+        known = memo.setdefault(
+            "suffixes", frozenset(e.lower() for r in readers for e in r.extensions)
         )
+        key = (
+            tuple(n for n in names if n in known),
+            tuple(matches_magic(head, r.magic) if r.magic else None for r in readers),
+        )
+        choice = memo.get(key)
+        if choice is None:
+            choice = memo[key] = self._choose_by_content(path, readers, None)
+        return choice
 
     def _choose(self, candidates: list[Candidate], path: Path, none_msg: str) -> Choice:
         ranked = rank(candidates)
@@ -443,11 +473,16 @@ class Registry:
         folder_readers: dict[str, ReaderSpec] = {}
         singles: list[tuple[Path, ReaderSpec]] = []
         claimed: set[Path] = set()
+        readers = self.readers()
+        memo: dict[Any, Any] = {}
         for f in files:
             if f in claimed:
                 continue
             try:
-                choice = self.choose_reader(f, fmt)
+                if fmt is None:
+                    choice = self._choose_by_content(f, readers, memo)
+                else:
+                    choice = self.choose_reader(f, fmt)
             except (FormatNotFoundError, ReadError) as exc:
                 log.debug("skipping %s: %s", f, exc)
                 continue

@@ -40,9 +40,10 @@ def write_nifti2(image: Image, path: Path, options: WriteOptions) -> None:
 def _write(image: Image, path: Path, options: WriteOptions, version: int) -> None:
     pair = path.name.lower().endswith((".hdr", ".hdr.gz"))
     header = _header_class(version, pair)()
-    data = image.stored()
+    # lazy data stays lazy: write_fortran streams it when the reader can
+    data = image.data
     if image.meta.intent in ("rgb", "rgba") and data.dtype == np.uint8 and data.shape[-1] in _RGB:
-        data = np.ascontiguousarray(data).view(_RGB[data.shape[-1]])[..., 0]
+        data = np.ascontiguousarray(image.stored()).view(_RGB[data.shape[-1]])[..., 0]
     if version == 1 and max(data.shape, default=0) > 32767:
         raise LossyConversionError(
             f"{path.name}: NIfTI-1 sizes stop at 32767, shape is {data.shape}",
