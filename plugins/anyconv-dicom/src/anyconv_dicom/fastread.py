@@ -35,6 +35,10 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
+#: Dataset attribute: file offset of the pixel data element's tag, when the walk reached it.
+PIXEL_AT = "_anyconv_pixel_at"
+
+
 class _UnsupportedError(Exception):
     """A file for pydicom to read."""
 
@@ -79,9 +83,12 @@ def _parse(data: bytes, size: int) -> tuple[Dataset, int | None]:
     if ts in _NOT_HANDLED:
         raise _UnsupportedError
     implicit = ts == _IMPLICIT
-    raw, pixel_tag, _end = _elements(data, pos, implicit, size, top=True)
+    raw, pixel_tag, end = _elements(data, pos, implicit, size, top=True)
     ds = Dataset(raw)
     ds.file_meta = _shared_meta(meta_raw)
+    if pixel_tag is not None:
+        # where the pixel element starts: its data are then read without searching
+        object.__setattr__(ds, PIXEL_AT, end)
     return ds, pixel_tag
 
 

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import pydicom  # noqa: TID253 - only reader.py imports this module
-from anyconv.errors import ReadError
+from anyconv.errors import AnyconvError, ReadError
 from anyconv.io import usable_cores
 from anyconv.model import empty_array
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: TID253 - only reader.py imports this module
 
-from .scan import Slice, hval
+from .fastread import PIXEL_AT
+from .scan import FILE_SIZE, Slice, hval
 from .stack import Volume
 
 #: Largest plausible lossless compression ratio before a header is taken for corrupt.
@@ -225,6 +226,101 @@ class VolumeProxy:
             out = np.asfortranarray(np.transpose(out[index], (*perm, *range(3, out.ndim))))
         return out if dtype is None else out.astype(dtype)
 
+    @property
+    def streams(self) -> bool:
+        """Whether ``fortran_blocks`` reads block by block.
+
+        It does when the slices land as stored (no reorientation, resampling, tilt shift or
+        colour) and each file's slices are consecutive in Fortran order (decoded once).
+        """
+        return (
+            self._reorient is None
+            and not self._resample
+            and self._shifts is None
+            and self._spp == 1
+            and self._file_runs() is not None
+        )
+
+    def _file_runs(self) -> list[tuple[Path, list[Slice]]] | None:
+        """The slices in Fortran order (k fastest, then t), grouped by file.
+
+        ``None`` when a file's slices are not consecutive (it would be decoded twice).
+        """
+        if not hasattr(self, "_runs"):
+            runs: list[tuple[Path, list[Slice]]] | None = []
+            seen: set[Path] = set()
+            for row in self._vol.grid:
+                for sl in row:
+                    if runs and runs[-1][0] == sl.path:
+                        runs[-1][1].append(sl)
+                    elif sl.path in seen:
+                        runs = None
+                        break
+                    else:
+                        seen.add(sl.path)
+                        runs.append((sl.path, [sl]))
+                if runs is None:
+                    break
+            self._runs = runs
+        return self._runs
+
+    def fortran_blocks(self, max_bytes: int) -> Iterator[np.ndarray]:
+        """Blocks of whole slices read as they are asked for, into one reused buffer.
+
+        A CT series written to ``.nii`` then never holds the volume (250 MB for 512x512x500)
+        and the output is written while the files are still being read.
+        """
+        runs = self._file_runs() if self.streams else None
+        if runs is None:
+            yield np.asarray(self)
+            return
+        ni, nj = self._shape[:2]
+        count = sum(len(items) for _, items in runs)
+        per_block = max(1, min(count, max_bytes // (ni * nj * self._dtype.itemsize)))
+        block = np.empty((ni, nj, per_block, 1), dtype=self._dtype, order="F")
+        shape = block.shape
+        filled = 0
+        try:
+            for (path, items), frames in zip(runs, self._frames_in_order(runs), strict=True):
+                for sl in items:
+                    self._place(block, frames, [(filled, 0, sl)], path, shape)
+                    filled += 1
+                    if filled == per_block:
+                        yield block[:, :, :, 0]
+                        filled = 0
+            if filled:
+                yield block[:, :, :filled, 0]
+        except AnyconvError:
+            raise
+        except Exception as exc:
+            first = str(exc).strip().splitlines()
+            raise ReadError(
+                f"{self._vol.first.path}: cannot read pixel data: "
+                f"{first[0] if first else type(exc).__name__}"
+            ) from exc
+
+    def _frames_in_order(self, runs: list[tuple[Path, list[Slice]]]) -> Iterator[Any]:
+        """Each run's decoded frames in turn.
+
+        Compressed files are decoded ahead in worker processes (results in order);
+        uncompressed ones are read when their turn comes.
+        """
+        if self._decoder is not _decode:
+            for path, _ in runs:
+                yield self._decoder(path)
+            return
+        compressed = [path for path, items in runs if not _is_native(items[0].ds)]
+        decoded = _decode_all(compressed)
+        buffers: dict = {}
+        for path, items in runs:
+            if not _is_native(items[0].ds):
+                got, frames = next(decoded)
+                assert got == path
+                yield frames
+                continue
+            frames = read_native(path, items[0].ds, buffers)
+            yield _decode(path) if frames is None else frames
+
     def _stored_shape(self) -> tuple[int, ...]:
         """Shape before any reorientation (column, flipped row, slice[, t, c])."""
         if self._reorient is None:
@@ -341,6 +437,12 @@ _NATIVE = {
 }
 
 
+def _is_native(ds: Dataset) -> bool:
+    """Uncompressed transfer syntax (pixels readable straight from the file)."""
+    meta = getattr(ds, "file_meta", None)
+    return meta is not None and str(hval(meta, "TransferSyntaxUID", "") or "") in _NATIVE
+
+
 def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndarray | None:
     """Uncompressed pixels straight from the file, when they are its last element.
 
@@ -371,43 +473,68 @@ def read_native(path: Path, ds: Dataset, buffers: dict | None = None) -> np.ndar
     itemsize = bits // 8
     nbytes = rows * cols * nframes * itemsize
     length = nbytes + (nbytes & 1)
-    try:
-        size = path.stat().st_size
-        offset = size - length
-        if offset < 12:
-            return None
-        with path.open("rb") as fh:
-            fh.seek(offset - 12)
-            head = fh.read(12)
-    except OSError:
-        return None
+    implicit = ts == "1.2.840.10008.1.2"
     tag = b"\xe0\x7f\x10\x00" if order == "<" else b"\x7f\xe0\x00\x10"
     length_bytes = length.to_bytes(4, "little" if order == "<" else "big")
-    explicit = head[0:4] == tag and head[4:6] in (b"OW", b"OB") and head[8:12] == length_bytes
-    implicit = head[4:8] == tag and head[8:12] == length_bytes and ts == "1.2.840.10008.1.2"
-    if not (explicit or implicit):
-        return None
     dtype = np.dtype(f"{order}{'i' if signed else 'u'}{itemsize}")
     unused = bits - stored if signed and stored < bits else 0
-    if nframes > 1 and nbytes > FRAME_BY_FRAME_BYTES:
-        return FrameReader(path, offset, (nframes, rows, cols), dtype, unused)
     shape = (nframes, rows, cols)
     # One reused buffer per shape: fresh pages for every file cost more than the read.
     buf = None if buffers is None else buffers.get((shape, dtype))
-    if buf is None:
+    if buf is None and not (nframes > 1 and nbytes > FRAME_BY_FRAME_BYTES):
         buf = np.empty(shape, dtype=dtype)
         if buffers is not None:
             buffers[(shape, dtype)] = buf
     try:
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            got = fh.readinto(memoryview(buf).cast("B"))
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
-    if got != nbytes:
+    try:
+        at = ds.__dict__.get(PIXEL_AT)
+        size = ds.__dict__.get(FILE_SIZE) or os.fstat(fd).st_size
+        if at is not None:
+            # the scan saw where the element starts (elements may follow it)
+            head = bytearray(8 if implicit else 12)
+            offset = at + len(head)
+        else:
+            # otherwise the pixel data must be the file's last element
+            head = bytearray(12)
+            offset = size - length
+        if offset < len(head) or offset + nbytes > size:
+            return None
+        if buf is None:  # a large multi-frame file: read frame by frame later
+            got = _pread_into(fd, [head], offset - len(head))
+        else:
+            got = _pread_into(fd, [head, memoryview(buf).cast("B")], offset - len(head))
+            got -= nbytes
+    except OSError:
         return None
+    finally:
+        os.close(fd)
+    if got != len(head):
+        return None
+    if at is not None and not implicit:
+        ok = head[0:4] == tag and head[4:6] in (b"OW", b"OB") and head[8:12] == length_bytes
+    elif at is not None:
+        ok = head[0:4] == tag and head[4:8] == length_bytes
+    else:
+        explicit = head[0:4] == tag and head[4:6] in (b"OW", b"OB") and head[8:12] == length_bytes
+        ok = explicit or (implicit and head[4:8] == tag and head[8:12] == length_bytes)
+    if not ok:
+        return None
+    if buf is None:
+        return FrameReader(path, offset, shape, dtype, unused)
     _sign_extend(buf, unused)
     return buf
+
+
+def _pread_into(fd: int, buffers: list[Any], at: int) -> int:
+    """Fill ``buffers`` in turn from offset ``at``: one system call where ``preadv`` exists."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, buffers, at)
+    with os.fdopen(fd, "rb", closefd=False) as fh:
+        fh.seek(at)
+        return sum(fh.readinto(b) or 0 for b in buffers)
 
 
 def _sign_extend(buf: np.ndarray, unused: int) -> None:

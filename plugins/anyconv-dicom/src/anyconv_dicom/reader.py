@@ -6,10 +6,12 @@ results match its NIfTI output voxel for voxel. Voxels are decoded lazily, file 
 
 from __future__ import annotations
 
+from . import _lean_import  # isort: skip  # noqa: F401 - before pydicom (see there)
 import contextlib
+import gc
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +92,30 @@ def _scan_files(files: list[Path], skipped: list[str] | None = None) -> list[Sli
 
 def volumes(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Volume]:
     """Every output volume, in series-number order, before any pixel is decoded."""
-    slices = scan(paths, skipped)
-    vols: list[Volume] = []
-    for group in group_slices(slices):
-        vols.extend(build_volumes(group))
+    with _gc_paused():
+        slices = scan(paths, skipped)
+        vols: list[Volume] = []
+        for group in group_slices(slices):
+            vols.extend(build_volumes(group))
     vols.sort(key=_volume_sort_key)
     return vols
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while slice records pile up.
+
+    The scan makes a few hundred thousand long-lived objects (headers, elements, records);
+    each collection walks all of them again, which was 20% of scanning 7,200 files. The
+    scan makes no garbage cycles worth collecting meanwhile; collection resumes after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _volume_sort_key(vol: Volume) -> tuple:
@@ -290,28 +310,38 @@ def slice_sources(vol: Volume, study_uid: str = "") -> list[dict]:
     Slices are ``grid[t][k]``: voxel axis 2, index k, volume t (before any 3D rotation).
     """
     out = []
+    per_file: dict[int, tuple[str, dict]] = {}  # the tiles/frames of one file share these
     for t, row in enumerate(vol.grid):
         for k, sl in enumerate(row):
             ds = sl.ds
-            entry: dict = {"path": str(sl.path), "axis": 2, "index": k, "volume": t}
-            for key, name in (
-                ("uid", "SOPInstanceUID"),
-                ("class_uid", "SOPClassUID"),
-                ("series_uid", "SeriesInstanceUID"),
-            ):
-                value = hval(ds, name)
-                if value:
-                    entry[key] = str(value)
-            if study_uid:
-                entry["study_uid"] = study_uid
-            with contextlib.suppress(TypeError, ValueError):
-                entry["number"] = int(hval(ds, "InstanceNumber"))
+            known = per_file.get(id(ds))
+            if known is None:
+                known = per_file[id(ds)] = (str(sl.path), _instance_fields(ds, study_uid))
+            entry: dict = {"path": known[0], "axis": 2, "index": k, "volume": t, **known[1]}
             if sl.frame is not None:
                 entry["frame"] = int(sl.frame) + 1
             if sl.tile is not None:
                 entry["tile"] = int(sl.tile)
             out.append(entry)
     return out
+
+
+def _instance_fields(ds: Dataset, study_uid: str) -> dict:
+    """The identifiers of one instance, for each of its slices' source entries."""
+    fields: dict = {}
+    for key, name in (
+        ("uid", "SOPInstanceUID"),
+        ("class_uid", "SOPClassUID"),
+        ("series_uid", "SeriesInstanceUID"),
+    ):
+        value = hval(ds, name)
+        if value:
+            fields[key] = str(value)
+    if study_uid:
+        fields["study_uid"] = study_uid
+    with contextlib.suppress(TypeError, ValueError):
+        fields["number"] = int(hval(ds, "InstanceNumber"))
+    return fields
 
 
 def _rotate_sources(

@@ -25,7 +25,7 @@ from pydicom.tag import BaseTag  # noqa: TID253 - only reader.py imports this mo
 
 from .csa import csa_float, csa_floats, parse_csa
 from .fastread import FIRST as FAST_FIRST
-from .fastread import read_header_fast
+from .fastread import PIXEL_AT, read_header_fast
 
 log = logging.getLogger("anyconv")
 
@@ -143,6 +143,7 @@ def read_header(path: Path, skipped: list[str] | None = None) -> Dataset | None:
                 # pydicom stops right before the pixel element: which one is it?
                 tag = fh.read(4)
         ds.filename = str(path)
+        object.__setattr__(ds, FILE_SIZE, size)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct_error()) as exc:
         _skip(skipped, path, "corrupt DICOM header: %s", _one_line(exc))
         return None
@@ -167,6 +168,21 @@ def read_header(path: Path, skipped: list[str] | None = None) -> Dataset | None:
     return ds
 
 
+#: Dataset attribute: the file's size in bytes when its header was read.
+FILE_SIZE = "_anyconv_file_size"
+
+
+def file_size(ds: Dataset, path: Path) -> int | None:
+    """The file's size as the scan saw it (no second ``stat``), else ``None`` if unreadable."""
+    size = ds.__dict__.get(FILE_SIZE)
+    if size is not None:
+        return size
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 _PIXEL_TAG_BYTES = {
     0x7FE00010: b"\xe0\x7f\x10\x00",
     0x7FE00008: b"\xe0\x7f\x08\x00",
@@ -176,9 +192,8 @@ _PIXEL_TAG_BYTES = {
 
 def _implausible_lengths(ds: Dataset, path: Path) -> str | None:
     """An element whose declared length exceeds the file (read lazily, it would allocate it)."""
-    try:
-        size = path.stat().st_size
-    except OSError:
+    size = file_size(ds, path)
+    if size is None:
         return None
     # The raw (unconverted) elements: asking pydicom for values would read them.
     raw = getattr(ds, "_dict", {})
@@ -486,9 +501,8 @@ def _check_frames(path: Path, ds: Dataset, nframes: int) -> None:
     """
     if nframes < 1:
         raise ValueError(f"NumberOfFrames {nframes}")
-    try:
-        size = path.stat().st_size
-    except OSError:
+    size = file_size(ds, path)
+    if size is None:
         return
     rows, cols = int(hval(ds, "Rows", 0) or 0), int(hval(ds, "Columns", 0) or 0)
     if rows < 1 or cols < 1:
@@ -556,8 +570,10 @@ def light_header(ds: Dataset) -> Dataset:
     if meta is not None:
         light.file_meta = meta
     light.filename = getattr(ds, "filename", None)
-    if getattr(ds, "_anyconv_float", None) is not None:
-        object.__setattr__(light, "_anyconv_float", ds._anyconv_float)
+    for attr in ("_anyconv_float", FILE_SIZE, PIXEL_AT):
+        value = ds.__dict__.get(attr)
+        if value is not None:
+            object.__setattr__(light, attr, value)
     return light
 
 
@@ -819,19 +835,33 @@ def _mosaic_tiles(base: Slice, ds: Dataset) -> list[Slice] | None:
     )
     dz = base.between or base.thickness or 1.0
     times = csa_floats(csa, "MosaicRefAcqTimes")
+    # all tile positions in one operation; each tile gets its own row (a copy, not a view)
+    positions = p0 + np.outer(np.arange(n), normal * dz)
+    key = (*base.key[:4], base.key[4], trows, tcols, *base.key[7:], "mosaic", n)
+    mosaic = (per_row, trows, tcols)
     out = []
     for t in range(n):
-        sl = Slice(**{**base.__dict__})
+        sl = _copy_slice(base)
         sl.extra = dict(base.extra)
         sl.rows, sl.cols = trows, tcols
         sl.tile = t
-        sl.mosaic = (per_row, trows, tcols)
+        sl.mosaic = mosaic
         sl.normal = normal
-        sl.ipp = p0 + normal * dz * t
+        sl.ipp = positions[t].copy()
         sl.slice_time = times[t] / 1000.0 if len(times) == n else None
-        sl.key = (*base.key[:4], base.key[4], trows, tcols, *base.key[7:], "mosaic", n)
+        sl.key = key
         out.append(sl)
     return out
+
+
+def _copy_slice(base: Slice) -> Slice:
+    """A shallow copy (fields shared until replaced).
+
+    Faster than the dataclass constructor for the thousands of tiles and frames of a series.
+    """
+    new = object.__new__(Slice)
+    new.__dict__.update(base.__dict__)
+    return new
 
 
 def _plain_multiframe(base: Slice, ds: Dataset, nframes: int) -> list[Slice]:
@@ -853,7 +883,7 @@ def _plain_multiframe(base: Slice, ds: Dataset, nframes: int) -> list[Slice]:
     normal = np.cross(iop[:3], iop[3:])
     out = []
     for f in range(nframes):
-        sl = Slice(**{**base.__dict__})
+        sl = _copy_slice(base)
         sl.extra = dict(base.extra)
         sl.frame = f
         sl.iop = iop

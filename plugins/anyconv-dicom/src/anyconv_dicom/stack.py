@@ -185,7 +185,10 @@ def _drop_duplicates(slices: list[Slice]) -> tuple[list[Slice], int]:
         uid = sl.extra.get("uid") or str(sl.path)
         by_uid = ("uid", uid, sl.frame, sl.tile)
         numbered = sl.extra.get("numbered", False)
-        pos = None if sl.ipp is None or not numbered else tuple(np.round(sl.ipp, 3).tolist())
+        # rounded in Python: per-slice numpy calls were most of this loop for 7,200 tiles
+        pos = None
+        if sl.ipp is not None and numbered:
+            pos = tuple(round(v, 3) for v in sl.ipp.tolist())
         by_content = ("pos", pos, sl.order[:3], sl.frame, sl.tile)
         if by_uid in seen or (pos is not None and by_content in seen):
             continue

@@ -17,6 +17,7 @@ private or vendor-specific is carried. New UIDs are UUID-derived under ``2.25.``
 
 from __future__ import annotations
 
+from . import _lean_import  # isort: skip  # noqa: F401 - before pydicom (see there)
 import datetime as _dt
 import math
 import re

@@ -1,0 +1,131 @@
+"""Streamed pixel reading: a series written block by block gives the bytes of the whole array.
+
+The DICOM reader's lazy array offers ``fortran_blocks`` so a writer never holds the volume;
+these tests check the blocks against the loaded array, that the command line really streams
+(the whole-array path is made to fail), and that errors met while streaming stay read errors.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+
+import anyconv
+import anyconv_dicom.pixels as pixels
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from anyconv.errors import ReadError
+
+CASES = [
+    "philips_achieva_epi_classic",  # classic, one file per slice
+    "siemens_trio_mosaic_ax_asc35",  # mosaic tiles
+    "siemens_trio_mosaic_jpeg_lossless",  # compressed mosaics (decoded in order)
+    "siemens_vida_xa10_enhanced_fmri",  # one multi-frame file, 4D
+    "philips_achieva_enhanced_t1_balls",  # 3D acquisition turned as dcm2niix does: whole
+    "ge_pioneer_dwi_oblique",  # 4D classic
+    "ts_rle",  # compressed classic
+]
+
+
+def fortran_bytes_of_blocks(data, max_bytes):
+    """Copy each block as it comes (blocks may reuse one buffer)."""
+    pieces = [np.asarray(b).tobytes(order="F") for b in data.fortran_blocks(max_bytes)]
+    return b"".join(pieces), len(pieces)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_blocks_join_to_the_whole_array(testdata, case):
+    images = anyconv.read_all(testdata / "dicom" / case)
+    streamed = 0
+    for img in images:
+        whole = np.asarray(img.data)
+        slice_bytes = whole.shape[0] * whole.shape[1] * whole.dtype.itemsize
+        joined, count = fortran_bytes_of_blocks(img.data, 3 * slice_bytes)
+        assert joined == whole.tobytes(order="F")
+        if img.data.streams:
+            streamed += 1
+            n_slices = int(np.prod(whole.shape[2:]))
+            assert count == -(-n_slices // 3)  # blocks of three slices, the last one shorter
+        else:
+            assert count == 1
+    # every case reads as stored but the turned 3D acquisition
+    assert bool(streamed) is (case != "philips_achieva_enhanced_t1_balls")
+
+
+def test_a_reoriented_volume_is_given_whole(testdata):
+    img = anyconv.read(testdata / "dicom" / "philips_achieva_epi_classic")
+    img.data.reorient((1, 0, 2), (False, True, False))
+    assert not img.data.streams
+    whole = np.asarray(img.data)
+    joined, count = fortran_bytes_of_blocks(img.data, 1 << 10)
+    assert count == 1 and joined == whole.tobytes(order="F")
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_the_command_line_streams_a_series_into_nifti(testdata, tmp_path, monkeypatch, suffix):
+    """With the whole-array path broken, a DICOM -> NIfTI conversion still succeeds."""
+    from anyconv.cli import app
+    from typer.testing import CliRunner
+
+    src = testdata / "dicom" / "philips_achieva_epi_classic"
+    expected = [np.asarray(i.data) for i in anyconv.read_all(src)]
+
+    def refuse(self, dtype=None, copy=None):
+        raise AssertionError("the volume was loaded whole")
+
+    monkeypatch.setattr(pixels.VolumeProxy, "__array__", refuse)
+    out = tmp_path / f"out{suffix}"
+    result = CliRunner().invoke(app, [str(src), str(out), "--no-sidecar", "-q"])
+    assert result.exit_code == 0, result.output
+    got = nib.load(out)
+    np.testing.assert_array_equal(got.dataobj.get_unscaled(), expected[0])
+
+
+def test_a_pixel_error_met_while_streaming_is_a_read_error(testdata, tmp_path, run_cli):
+    folder = tmp_path / "series"
+    shutil.copytree(testdata / "dicom" / "philips_achieva_epi_classic", folder)
+    victim = sorted(folder.iterdir())[10]
+    data = victim.read_bytes()
+    victim.write_bytes(data[:-300])  # the header is whole, the pixels are not
+    out = tmp_path / "out.nii"
+    code, _, err = run_cli(folder, out, "--no-sidecar")
+    assert code == ReadError.exit_code, err
+    assert len(err.strip().splitlines()) == 1 and victim.name in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [folder]
+
+
+def test_pixels_followed_by_other_elements_are_read_where_the_scan_saw_them(tmp_path):
+    """Trailing padding after Pixel Data (allowed by PS3.10): read in place, not by pydicom."""
+    src = sorted((pydicom.data.get_testdata_file("CT_small.dcm"),))[0]
+    ds = pydicom.dcmread(src)
+    ds.DataSetTrailingPadding = b"\0" * 64
+    path = tmp_path / "padded.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    img = anyconv.read(path)
+    sl = img.data._vol.grid[0][0]
+    assert pixels.read_native(path, sl.ds) is not None  # the fast path took it
+    expected = pydicom.dcmread(path).pixel_array
+    np.testing.assert_array_equal(np.asarray(img.data)[:, :, 0].T[::-1], expected)
+
+
+def test_a_pixel_element_of_the_wrong_length_is_left_to_pydicom(tmp_path):
+    src = pydicom.data.get_testdata_file("CT_small.dcm")
+    ds = pydicom.dcmread(src)
+    ds.Rows = ds.Rows - 1  # Pixel Data now holds more bytes than Rows x Columns
+    path = tmp_path / "long.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    img = anyconv.read(path)
+    assert pixels.read_native(path, img.data._vol.grid[0][0].ds) is None
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_reading_leaves_garbage_collection_as_it_was(testdata, enabled):
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        anyconv.read_all(testdata / "dicom" / "ge_pioneer_dwi_oblique")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
