@@ -5,7 +5,7 @@ from __future__ import annotations
 from anyconv import hookimpl
 from anyconv.specs import CommandSpec, OptionSpec, TransformSpec
 
-from .policy import OPTIONS
+from .options import OPTIONS
 
 __version__ = "0.1.0"
 

@@ -23,24 +23,11 @@ from typing import Any
 from anyconv.errors import UsageError
 
 from . import profile
+from .options import OPTIONS
 
 KEY_ENV = "ANYCONV_ANON_KEY"
 KEY_FILE = Path("~/.config/anyconv/anonymize.key")
 _MAX_SHIFT_DAYS = 3650
-
-#: Options, their defaults and what they mean (``-t anonymize:NAME=VALUE``, recipe ``[options]``).
-OPTIONS: dict[str, tuple[str, str]] = {
-    "dates": ("shift", "shift (Modified Dates option), remove, or keep (Full Dates option)"),
-    "patient_characteristics": ("1", "Retain Patient Characteristics: sex, age, size, weight"),
-    "device_identity": ("0", "Retain Device Identity: station name, serial numbers"),
-    "institution_identity": ("0", "Retain Institution Identity: institution name, address"),
-    "uids": ("0", "Retain UIDs: keep the original UIDs"),
-    "safe_private": ("1", "Retain Safe Private: the private tags conversion needs, scrubbed"),
-    "descriptors": ("remove", "keep = Clean Descriptors: descriptions kept, scrubbed"),
-    "structured_content": ("remove", "keep = Clean Structured Content (scrubbed)"),
-    "graphics": ("remove", "keep = Clean Graphics: curves and overlays kept"),
-    "allow_burned_in": ("0", "convert images that may show identifying text in their pixels"),
-}
 
 _TRUE = ("1", "true", "yes", "keep", "on")
 _FALSE = ("0", "false", "no", "remove", "off", "")
