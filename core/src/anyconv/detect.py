@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import os
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,12 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
     """First ``size`` bytes of a file, gunzipped when it is gzip; empty on a bad gzip."""
-    with Path(path).open("rb") as fh:
-        head = fh.read(size)
+    # os-level calls: no buffered file object for a 1 KiB read (7,200 files in a folder)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        head = os.read(fd, size)
+    finally:
+        os.close(fd)
     if head.startswith(_GZIP_MAGIC):
         return gunzip_head(head, size)
     return head

@@ -465,11 +465,9 @@ class Registry:
         return images
 
     def _read_folder(self, folder: Path, fmt: str | None, options: ReadOptions) -> list[Image]:
-        files = sorted(
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        )
+        from .io import files_under
+
+        files = files_under(folder)
         folder_readers: dict[str, ReaderSpec] = {}
         singles: list[tuple[Path, ReaderSpec]] = []
         claimed: set[Path] = set()

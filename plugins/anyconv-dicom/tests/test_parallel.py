@@ -80,3 +80,20 @@ def test_no_fork_from_a_threaded_process(monkeypatch):
     finally:
         stop.set()
         thread.join()
+
+
+def test_packed_records_come_back_whole(testdata):
+    """Worker results travel as plain tuples: the rebuilt headers equal the scanned ones."""
+    import pickle
+
+    folder = testdata / "dicom" / "siemens_trio_mosaic_ax_asc35"
+    scanned = reader._scan_files(sorted(folder.iterdir()))
+    assert scanned[0].ds.ImageType  # one element converted by pydicom, not raw any more
+    expected = [(sl.ds._dict.copy(), dict(sl.ds.__dict__), sl.ipp.copy()) for sl in scanned]
+    back = reader._unpack_slices(pickle.loads(pickle.dumps(reader._pack_slices(scanned))))
+    assert len(back) == len(expected)
+    for sl, (elements, attrs, ipp) in zip(back, expected, strict=True):
+        assert sl.ds._dict == elements
+        assert sl.ds.__dict__.keys() == attrs.keys()
+        np.testing.assert_array_equal(sl.ipp, ipp)
+        assert sl.ds.SOPInstanceUID == attrs["_dict"][0x00080018].value.decode().strip("\0 ")

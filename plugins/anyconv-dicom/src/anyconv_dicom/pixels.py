@@ -7,7 +7,6 @@ decodes, goes through imagecodecs (libjpeg-turbo) when it is installed.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import multiprocessing as mp
 import os
@@ -27,7 +26,7 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: TID253 - only read
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: TID253 - only reader.py imports this module
 
 from .fastread import PIXEL_AT
-from .scan import FILE_SIZE, Slice, hval
+from .scan import FILE_SIZE, Slice, file_size, hval
 from .stack import Volume
 
 #: Largest plausible lossless compression ratio before a header is taken for corrupt.
@@ -635,8 +634,7 @@ def check_sizes(vol: Volume) -> None:
         for sl in row:
             if sl.path not in seen:
                 seen.add(sl.path)
-                with contextlib.suppress(OSError):
-                    total += sl.path.stat().st_size
+                total += file_size(sl.ds, sl.path) or 0
     first = vol.first
     bits = int(first.ds.get("BitsAllocated", 16) or 16)
     spp = int(first.ds.get("SamplesPerPixel", 1) or 1)

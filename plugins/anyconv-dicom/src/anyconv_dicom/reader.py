@@ -19,7 +19,9 @@ from anyconv import geometry
 from anyconv.errors import LossyConversionError, ReadError, UsageError
 from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from . import __version__
 from .meta import build_meta
@@ -56,8 +58,8 @@ def scan(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Slice]
             chunks = [files[i : i + size] for i in range(0, len(files), size)]
             out: list[Slice] = []
             with pool:
-                for slices, messages in pool.map(_scan_chunk, chunks):
-                    out.extend(slices)
+                for packed, messages in pool.map(_scan_chunk, chunks):
+                    out.extend(_unpack_slices(packed))
                     for message in messages:
                         if skipped is None:
                             log.warning("skipping %s", message)
@@ -67,10 +69,45 @@ def scan(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Slice]
     return _scan_files(files, skipped)
 
 
-def _scan_chunk(files: list[Path]) -> tuple[list[Slice], list[str]]:
-    """In a worker: slice records, and the problems for the parent to report."""
+def _scan_chunk(files: list[Path]) -> tuple[list, list[str]]:
+    """In a worker: slice records (packed), and the problems for the parent to report."""
     messages: list[str] = []
-    return _scan_files(files, messages), messages
+    return _pack_slices(_scan_files(files, messages)), messages
+
+
+def _pack_slices(slices: list[Slice]) -> list:
+    """Slice records with their headers' raw elements as plain tuples, for the trip home.
+
+    Pickling pydicom's ``BaseTag`` and ``RawDataElement`` objects one by one cost more than
+    reading the headers (52 of 74 us per slice); plain tuples pickle in a fraction of that.
+    """
+    packed = []
+    for sl in slices:
+        ds = sl.ds
+        raw, other = [], {}
+        for tag, elem in ds._dict.items():
+            if type(elem) is RawDataElement:
+                raw.append((int(tag), *elem[1:]))
+            else:
+                other[tag] = elem
+        attrs = {k: v for k, v in ds.__dict__.items() if k != "_dict"}
+        sl.ds = None
+        packed.append((sl, raw, other, attrs))
+    return packed
+
+
+def _unpack_slices(packed: list) -> list[Slice]:
+    """The records ``_pack_slices`` sent, with their headers rebuilt as pickle would."""
+    out = []
+    for sl, raw, other, attrs in packed:
+        ds = Dataset.__new__(Dataset)
+        ds.__dict__.update(attrs)
+        elements = {BaseTag(t): RawDataElement(BaseTag(t), *rest) for t, *rest in raw}
+        elements.update(other)
+        ds.__dict__["_dict"] = elements
+        sl.ds = ds
+        out.append(sl)
+    return out
 
 
 def _scan_files(files: list[Path], skipped: list[str] | None = None) -> list[Slice]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pydicom  # noqa: TID253 - only reader.py imports this module
+from anyconv.io import files_under
 from pydicom.datadict import tag_for_keyword  # noqa: TID253 - only reader.py imports this module
 from pydicom.dataset import Dataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.errors import InvalidDicomError  # noqa: TID253 - only reader.py imports this module
@@ -79,10 +80,7 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p).parts
-                if f.is_file() and not any(part.startswith(".") for part in rel):
-                    yield f
+            yield from files_under(p)
         elif p.is_file():
             yield p
 
@@ -570,6 +568,10 @@ def light_header(ds: Dataset) -> Dataset:
     if meta is not None:
         light.file_meta = meta
     light.filename = getattr(ds, "filename", None)
+    cache = ds.__dict__.get("_anyconv_values")
+    if cache:  # values already converted by hval stay converted
+        kept = {tag: cache[tag] for tag in _LIGHT_TAGS if tag in cache}
+        object.__setattr__(light, "_anyconv_values", kept)
     for attr in ("_anyconv_float", FILE_SIZE, PIXEL_AT):
         value = ds.__dict__.get(attr)
         if value is not None:
