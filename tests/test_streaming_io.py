@@ -98,3 +98,18 @@ def test_a_folder_of_look_alike_files_goes_to_the_right_readers(testdata, tmp_pa
     shutil.copy(tmp_path / "v.nrrd", folder / "b_really_nrrd.nii")  # NRRD named .nii
     formats = sorted(img.format for img in anyconv.read_all(folder))
     assert formats == ["dicom", "nifti1", "nrrd"]
+
+
+@pytest.mark.parametrize("scale", [None, (0.5, -3.0)])
+def test_a_cast_for_the_writer_streams_too(scale):
+    from anyconv.adapt import CastProxy
+
+    full = np.arange(6 * 5 * 8, dtype=np.uint16).reshape(6, 5, 8) * 7
+    source = SlabArray(full)
+    cast = CastProxy(source, np.int32 if scale is None else np.float32, scale)
+    assert cast.streams
+    joined = b"".join(b.tobytes(order="F") for b in cast.fortran_blocks(6 * 5 * 4 * 2))
+    expected = full.astype(np.float64) * (scale[0] if scale else 1) + (scale[1] if scale else 0)
+    got = np.frombuffer(joined, dtype=cast.dtype).reshape(full.shape, order="F")
+    np.testing.assert_array_equal(got, expected.astype(cast.dtype))
+    assert source.blocks_given == 4  # int32/float32 blocks: half the slices of uint16 ones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,27 @@ class CastProxy:
         """Number of axes."""
         return len(self.shape)
 
+    @property
+    def streams(self) -> bool:
+        """Whether the source streams (then so does the cast, block by block)."""
+        return bool(getattr(self._data, "streams", False))
+
+    def fortran_blocks(self, max_bytes: int) -> Iterator[np.ndarray]:
+        """The source's blocks, each cast as it comes (see ``LazyArray.fortran_blocks``)."""
+        blocks = getattr(self._data, "fortran_blocks", None)
+        if blocks is None:
+            yield np.asarray(self)
+            return
+        # the source's blocks are sized so that the cast ones stay within max_bytes
+        growth = max(1, -(-self._dtype.itemsize // np.dtype(self._data.dtype).itemsize))
+        for block in blocks(max(1, max_bytes // growth)):
+            yield self._cast(np.asarray(block))
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = np.asarray(self._data)
+        out = self._cast(np.asarray(self._data))
+        return out if dtype is None else out.astype(dtype)
+
+    def _cast(self, arr: np.ndarray) -> np.ndarray:
         if self._scale is not None:
             slope, inter = self._scale
             work = arr.astype(np.result_type(self._dtype, np.float32))
@@ -47,8 +67,7 @@ class CastProxy:
         if self._dtype.kind in "iu" and arr.dtype.kind in "fc":
             info = np.iinfo(self._dtype)
             arr = np.clip(np.rint(arr.real), info.min, info.max)
-        out = arr.astype(self._dtype, copy=False)
-        return out if dtype is None else out.astype(dtype)
+        return arr.astype(self._dtype, copy=False)
 
 
 def safe_target(dtype: np.dtype, allowed: tuple[str, ...]) -> np.dtype | None:

@@ -35,7 +35,7 @@ _CODES = {"uint8": 0, "int32": 1, "float32": 3, "int16": 4}
 def write_mgh(image: Image, path: Path, options: WriteOptions) -> None:
     """Write ``.mgh`` or gzipped ``.mgz``/``.mgh.gz``."""
     path = Path(path)
-    data = image.stored()
+    data = image.data  # lazy data stay lazy: _slabs streams them when the reader can
     shape = list(data.shape)
     while len(shape) > 4 and shape[-1] == 1:
         shape.pop()
@@ -44,8 +44,7 @@ def write_mgh(image: Image, path: Path, options: WriteOptions) -> None:
     dtype = np.dtype(data.dtype)
     if dtype.name not in _CODES:
         raise LossyConversionError(f"{path.name}: MGH cannot store {dtype}")
-    dims = shape + [1] * (4 - len(shape))
-    data = data.reshape(dims, order="F")
+    dims = shape + [1] * (4 - len(shape))  # same Fortran-order bytes as the data's shape
     header = _header(image, dims, dtype)
     level = (
         options.compress_level if options.compress_level is not None else (DEFAULT_COMPRESS_LEVEL)
@@ -111,8 +110,18 @@ def _slabs(data: Any, chunk: int = 1 << 20) -> Iterator[memoryview]:
     """Big-endian bytes in file order (i fastest), through one reused buffer of a few MiB.
 
     Each yielded view is valid until the next one is asked for (the caller writes it first).
+    Lazy data that offer ``fortran_blocks`` are converted block by block as they are read.
     """
-    t = np.asarray(data).T  # C order of the reversed axes = MGH's Fortran order
+    blocks = getattr(data, "fortran_blocks", None)
+    if blocks is None:
+        yield from _array_slabs(np.asarray(data), chunk)
+        return
+    for block in blocks(16 << 20):
+        yield from _array_slabs(np.asarray(block), chunk)
+
+
+def _array_slabs(arr: np.ndarray, chunk: int) -> Iterator[memoryview]:
+    t = arr.T  # C order of the reversed axes = MGH's Fortran order
     big = t.dtype.newbyteorder(">")
     if t.flags.c_contiguous:
         flat = t.reshape(-1)
