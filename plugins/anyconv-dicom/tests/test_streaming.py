@@ -129,3 +129,13 @@ def test_reading_leaves_garbage_collection_as_it_was(testdata, enabled):
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_many_compressed_files_are_decoded_whole_by_worker_processes(testdata, monkeypatch):
+    """Forking decoders must come before a writer's threads: such a series does not stream."""
+    folder = testdata / "dicom" / "siemens_trio_mosaic_jpeg_lossless"
+    monkeypatch.setattr(pixels, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(pixels, "decode_workers", lambda: 2)
+    assert not anyconv.read(folder).data.streams
+    monkeypatch.setattr(pixels, "decode_workers", lambda: 1)
+    assert anyconv.read(folder).data.streams

@@ -230,14 +230,21 @@ class VolumeProxy:
         """Whether ``fortran_blocks`` reads block by block.
 
         It does when the slices land as stored (no reorientation, resampling, tilt shift or
-        colour) and each file's slices are consecutive in Fortran order (decoded once).
+        colour) and each file's slices are consecutive in Fortran order (decoded once). A
+        series of many compressed files is decoded whole first: its decoding forks worker
+        processes, which must happen before a writer starts threads (a gzip output does).
         """
+        runs = self._file_runs()
         return (
             self._reorient is None
             and not self._resample
             and self._shifts is None
             and self._spp == 1
-            and self._file_runs() is not None
+            and runs is not None
+            and not (
+                sum(not _is_native(items[0].ds) for _, items in runs) >= PARALLEL_MIN_FILES
+                and decode_workers() > 1
+            )
         )
 
     def _file_runs(self) -> list[tuple[Path, list[Slice]]] | None:
