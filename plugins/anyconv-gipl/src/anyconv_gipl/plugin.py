@@ -7,7 +7,8 @@ from anyconv.specs import Magic, ReaderSpec, WriterSpec
 
 __version__ = "0.1.0"
 
-# ITK's GiplImageIO writes and reads these; it refuses int32/uint32 and complex on write.
+# ITK's GiplImageIO writes and reads these; it refuses int32/uint32 ("Pixel Type Unknown")
+# and complex, so they are not offered: int32 becomes float64, which ITK reads.
 GIPL_DTYPES = ("int8", "uint8", "int16", "uint16", "float32", "float64")
 # The 256-byte header ends with a big-endian magic number (two variants in ITK).
 _MAGIC = (Magic(252, b"\xef\xff\xe9\xb0"), Magic(252, b"\x2a\xe3\x89\xb8"))
