@@ -19,6 +19,7 @@ import numpy as np
 import pydicom  # noqa: TID253 - only reader.py imports this module
 from anyconv.io import files_under
 from pydicom.datadict import tag_for_keyword  # noqa: TID253 - only reader.py imports this module
+from pydicom.dataelem import RawDataElement  # noqa: TID253 - only reader.py imports this module
 from pydicom.dataset import Dataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.errors import InvalidDicomError  # noqa: TID253 - only reader.py imports this module
 from pydicom.multival import MultiValue  # noqa: TID253 - only reader.py imports this module
@@ -371,23 +372,47 @@ def private(ds: Dataset, group: int, creator: str, elem: int) -> Any:
         return None
     base = group << 16
     for block in range(0x10, 0x100):
-        if (base | block) not in raw:
+        found = raw.get(base | block)
+        if found is None:
             continue
-        try:
-            value = ds[base | block].value
-        except Exception:  # noqa: BLE001 - an unreadable creator is no match
-            continue
+        # creators are LO text: compared from their raw bytes, no pydicom conversion
+        value = found.value
         if isinstance(value, bytes):
             value = value.decode("latin-1")
-        if str(value).strip() == creator:
-            target = base | (block << 8) | elem
-            if target not in raw:
+        if str(value).strip(" \x00") == creator:
+            target = raw.get(base | (block << 8) | elem)
+            if target is None:
                 return None
+            if (
+                type(target) is RawDataElement
+                and isinstance(target.value, bytes)  # not deferred (read later by pydicom)
+                and _private_vr(target, creator) in _BYTES_VRS
+            ):
+                return target.value  # bytes either way: skip the conversion
             try:
-                return ds[target].value
+                return ds[base | (block << 8) | elem].value
             except Exception:  # noqa: BLE001
                 return None
     return None
+
+
+_BYTES_VRS = ("OB", "OW")
+_PRIVATE_VRS: dict[tuple[int, str], str | None] = {}
+
+
+def _private_vr(raw: Any, creator: str) -> str | None:
+    """A private element's VR: its own (explicit VR) or the private dictionary's."""
+    if raw.VR is not None:
+        return raw.VR
+    key = (int(raw.tag) & 0xFFFF00FF, creator)
+    if key not in _PRIVATE_VRS:
+        from pydicom.datadict import private_dictionary_VR
+
+        try:
+            _PRIVATE_VRS[key] = private_dictionary_VR(raw.tag, creator)
+        except KeyError:
+            _PRIVATE_VRS[key] = None
+    return _PRIVATE_VRS[key]
 
 
 def tm_seconds(value: Any) -> float | None:

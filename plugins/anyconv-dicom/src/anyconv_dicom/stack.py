@@ -12,6 +12,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -181,7 +182,12 @@ def _drop_duplicates(slices: list[Slice]) -> tuple[list[Slice], int]:
     """
     seen: set[tuple] = set()
     kept = []
+    tile_zero_kept: dict[Path, bool] = {}
     for sl in slices:
+        if sl.tile:  # a mosaic's other tiles share the fate of its first (same file)
+            if tile_zero_kept.get(sl.path, True):
+                kept.append(sl)
+            continue
         uid = sl.extra.get("uid") or str(sl.path)
         by_uid = ("uid", uid, sl.frame, sl.tile)
         numbered = sl.extra.get("numbered", False)
@@ -190,7 +196,10 @@ def _drop_duplicates(slices: list[Slice]) -> tuple[list[Slice], int]:
         if sl.ipp is not None and numbered:
             pos = tuple(round(v, 3) for v in sl.ipp.tolist())
         by_content = ("pos", pos, sl.order[:3], sl.frame, sl.tile)
-        if by_uid in seen or (pos is not None and by_content in seen):
+        duplicate = by_uid in seen or (pos is not None and by_content in seen)
+        if sl.tile == 0:
+            tile_zero_kept[sl.path] = not duplicate
+        if duplicate:
             continue
         seen.update((by_uid, by_content))
         kept.append(sl)
