@@ -139,3 +139,21 @@ def test_many_compressed_files_are_decoded_whole_by_worker_processes(testdata, m
     assert not anyconv.read(folder).data.streams
     monkeypatch.setattr(pixels, "decode_workers", lambda: 1)
     assert anyconv.read(folder).data.streams
+
+
+def test_pydicom_is_loaded_without_requests_which_stays_importable():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anyconv_dicom.reader\n"
+        "assert 'pydicom' in sys.modules and 'requests' not in sys.modules\n"
+        "import requests, pydicom.data\n"
+        "print(requests.__name__, pydicom.data.get_testdata_file('CT_small.dcm') is not None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["requests", "True"]
+    # requests loaded first: nothing is hidden, nothing breaks
+    code = "import requests, anyconv_dicom.reader, sys; print(sys.modules['requests'] is requests)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -46,9 +46,12 @@ _NON_IMAGE_SOPS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Slice:
-    """One 2D image (a file, a frame or a mosaic tile) with what stacking needs."""
+    """One 2D image (a file, a frame or a mosaic tile) with what stacking needs.
+
+    Slots: a 7,200-file series keeps 7,200 of these (or 36 per mosaic file).
+    """
 
     path: Path
     ds: Dataset
@@ -887,8 +890,12 @@ def _copy_slice(base: Slice) -> Slice:
     Faster than the dataclass constructor for the thousands of tiles and frames of a series.
     """
     new = object.__new__(Slice)
-    new.__dict__.update(base.__dict__)
+    for name in _SLICE_FIELDS:
+        setattr(new, name, getattr(base, name))
     return new
+
+
+_SLICE_FIELDS = Slice.__slots__
 
 
 def _plain_multiframe(base: Slice, ds: Dataset, nframes: int) -> list[Slice]:
