@@ -76,10 +76,12 @@ def _compress(options: WriteOptions) -> tuple[bool, int]:
 def write_metaimage(image: Image, path: Path, options: WriteOptions) -> None:
     """Write ``.mha`` (data after the header) or ``.mhd`` + ``.zraw``/``.raw``."""
     path = Path(path)
-    data = image.stored()
+    data = image.data  # lazy data that stream are written block by block (see _slabs)
     channels = 1
     if image.meta.intent in ("vector", "rgb", "rgba") and data.ndim >= 2:
         channels = int(data.shape[-1])
+    if channels > 1 or not getattr(data, "streams", False):
+        data = image.stored()
     spatial = list(data.shape[: data.ndim - 1] if channels > 1 else data.shape)
     while len(spatial) > 3 and spatial[-1] == 1:
         spatial.pop()
@@ -88,7 +90,8 @@ def write_metaimage(image: Image, path: Path, options: WriteOptions) -> None:
         spatial += [1] * (3 - len(spatial))
     len(spatial)
     comp = [channels] if channels > 1 else []
-    data = data.reshape([*spatial, *comp], order="F") if data.ndim else data
+    if isinstance(data, np.ndarray) and data.ndim:
+        data = data.reshape([*spatial, *comp], order="F")  # same file bytes either way
     dtype = np.dtype(data.dtype)
     if dtype.name not in _ELEMENT_TYPES:
         raise WriteError(f"{path}: MetaImage has no element type for {dtype}")
@@ -202,8 +205,16 @@ def _text(fields: list[tuple[str, str]]) -> bytes:
     return "".join(f"{k} = {v}\n" for k, v in fields).encode("latin-1", "replace")
 
 
-def _slabs(data: np.ndarray, components: bool) -> Iterator[bytes]:
-    """Little-endian bytes in file order (component, i, j, k...), one slab at a time."""
+def _slabs(data: Any, components: bool) -> Iterator[bytes]:
+    """Little-endian bytes in file order (component, i, j, k...), one slab at a time.
+
+    Streaming lazy data (scalar only) come block by block as the reader reads them; each
+    piece is valid until the next one is asked for (callers write or compress it first).
+    """
+    if not isinstance(data, np.ndarray):
+        for block in data.fortran_blocks(16 << 20):
+            yield from _slabs(np.asarray(block), False)
+        return
     n = data.ndim - (1 if components else 0)
     axes = [*reversed(range(n)), *([n] if components else [])]
     t = data.transpose(axes)  # C order of this is file order
