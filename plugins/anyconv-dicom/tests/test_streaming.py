@@ -63,9 +63,9 @@ def test_a_reoriented_volume_is_given_whole(testdata):
     assert count == 1 and joined == whole.tobytes(order="F")
 
 
-@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mgz", ".mha"])
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mgz", ".mha", ".nrrd"])
 def test_the_command_line_streams_a_series_into_the_output(testdata, tmp_path, monkeypatch, suffix):
-    """With the whole-array path broken, DICOM -> NIfTI, MGH or MetaImage still succeeds."""
+    """With the whole-array path broken, DICOM -> NIfTI, MGH, MetaImage or NRRD still succeeds."""
     from anyconv.cli import app
     from typer.testing import CliRunner
 
@@ -83,6 +83,10 @@ def test_the_command_line_streams_a_series_into_the_output(testdata, tmp_path, m
         import SimpleITK as sitk
 
         got = sitk.GetArrayFromImage(sitk.ReadImage(str(out))).T
+    elif suffix == ".nrrd":  # and by pynrrd (axes in file order: i, j, k, t)
+        import nrrd
+
+        got = nrrd.read(str(out))[0]
     else:
         got = nib.load(out).get_fdata()
     np.testing.assert_allclose(got, expected[0], rtol=1e-6)

@@ -55,8 +55,14 @@ def write_nrrd(image: Image, path: Path, options: WriteOptions) -> None:
     if encoding is None:
         raise WriteError(f"{path}: unknown NRRD encoding {asked!r} (raw, gzip, bzip2, ascii)")
     level = options.compress_level if options.compress_level is not None else None
-    data = image.stored()
     ext = image.extras.get("nrrd") or {}
+    data = image.data
+    # a new scalar layout keeps the voxel order: lazy data that stream are written as read
+    scalar = data.dtype.kind != "c" and not (
+        image.meta.intent in _COMPONENT_INTENTS and data.ndim > 3
+    )
+    if ext or not scalar or encoding == "ascii" or not getattr(data, "streams", False):
+        data = image.stored()
     if _source_matches(ext, image, data):
         file_arr, fields, keyvalues = _as_source(image, data, ext)
     else:
@@ -151,7 +157,7 @@ def _fresh(
         rest = [a for a in range(nsp, arr.ndim) if a != comp_axis]
         image.notes.append("length-1 axes before the NRRD component axis dropped")
     order = ([comp_axis] if comp_axis is not None else []) + list(range(nsp)) + rest
-    file_arr = arr.transpose(order)
+    file_arr = arr if order == list(range(arr.ndim)) else arr.transpose(order)
     lps = geometry.ras_to_lps(image.affine)
     directions = []
     kinds = []
@@ -239,8 +245,16 @@ def _header_text(fields: list[tuple[str, str]], keyvalues: list[tuple[str, str]]
 
 
 # -- data ----------------------------------------------------------------------------------
-def _slabs(arr: np.ndarray) -> Iterator[bytes]:
-    """The array's bytes in NRRD order (first axis fastest, little endian), in chunks."""
+def _slabs(arr: Any) -> Iterator[bytes]:
+    """The array's bytes in NRRD order (first axis fastest, little endian), in chunks.
+
+    Lazy data that stream come block by block; each chunk is valid until the next one is
+    asked for (the caller writes or compresses it first).
+    """
+    if not isinstance(arr, np.ndarray):
+        for block in arr.fortran_blocks(_CHUNK_BYTES):
+            yield from _slabs(np.asarray(block))
+        return
     target = arr.dtype.newbyteorder("<")
     if arr.ndim == 0 or arr.size == 0:
         yield np.ascontiguousarray(arr, dtype=target).tobytes()
