@@ -50,11 +50,14 @@ def _vr_name(vr_bytes: bytes) -> str:
     return name
 
 
-def _base_tag(tag: int) -> BaseTag:
-    if len(_TAGS) > 50_000:  # private tags of hostile files cannot grow it without bound
-        _TAGS.clear()
-    made = _TAGS[tag] = BaseTag(tag)
-    return made
+def shared_tag(tag: int) -> BaseTag:
+    """The one ``BaseTag`` object for ``tag``."""
+    found = _TAGS.get(tag)
+    if found is None:
+        if len(_TAGS) > 50_000:  # private tags of hostile files cannot grow it without bound
+            _TAGS.clear()
+        found = _TAGS[tag] = BaseTag(tag)
+    return found
 
 
 class _UnsupportedError(Exception):
@@ -219,7 +222,7 @@ def _elements(
                 raise _UnsupportedError  # declared longer than the file
             raise _NeedMoreError
         out[tag] = RawDataElement(
-            _TAGS.get(tag) or _base_tag(tag), vr, length, data[start : start + length], start,
+            _TAGS.get(tag) or shared_tag(tag), vr, length, data[start : start + length], start,
             implicit, True,
         )  # fmt: skip
         pos = start + length

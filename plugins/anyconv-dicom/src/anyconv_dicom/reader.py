@@ -21,9 +21,9 @@ from anyconv.model import Image, Meta
 from anyconv.specs import ReadOptions
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
 
 from . import __version__
+from .fastread import shared_tag
 from .meta import build_meta
 from .pixels import VolumeProxy, check_sizes, decode_workers, fork_pool
 from .scan import Slice, full_header, hval, iter_files, read_header, slices_of
@@ -102,7 +102,10 @@ def _unpack_slices(packed: list) -> list[Slice]:
     for sl, raw, other, attrs in packed:
         ds = Dataset.__new__(Dataset)
         ds.__dict__.update(attrs)
-        elements = {BaseTag(t): RawDataElement(BaseTag(t), *rest) for t, *rest in raw}
+        elements = {}
+        for t, *rest in raw:
+            tag = shared_tag(t)
+            elements[tag] = RawDataElement(tag, *rest)
         elements.update(other)
         ds.__dict__["_dict"] = elements
         sl.ds = ds
