@@ -1,6 +1,6 @@
 """Benchmark anyconv against the peer tools that apply, in one run, and write a markdown table.
 
-Usage: uv run python bench/run.py [--quick] [--runs N] [--out FILE] [--keep]
+Usage: uv run python bench/run.py [--quick] [--runs N] [--out FILE] [--keep] [--only TEXT]
 
 Generates its own data in a temporary folder: a CT-like DICOM series (512x512xN int16, oblique;
 N=500, or 60 with --quick), an fMRI-like classic DICOM series (64x64x36 x T volumes, one file
@@ -336,6 +336,13 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256, help="edge of the cubic volume")
     parser.add_argument("--slices", type=int, help="CT slices (500, or 60 quick)")
     parser.add_argument("--volumes", type=int, help="fMRI volumes (200, or 10 quick)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="time only the cases whose name contains TEXT (repeatable), e.g. 'CT 512x512x500 "
+        "-> .nii' or '^3 .nrrd'; data nobody asked for is not generated",
+    )
     args = parser.parse_args()
     for tool in ("hyperfine", "/usr/bin/time"):
         if shutil.which(tool) is None:
@@ -356,24 +363,39 @@ def main() -> int:
     os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     try:
         print(f"generating data in {work} ...", file=sys.stderr)
-        make_ct(work / "ct", nslices)
-        make_fmri(work / "fmri", nvols)
-        vols = write_volumes(work / "vol", args.size)
+        only = [t.lower() for t in args.only or []]
+
+        def wanted(*names: str) -> bool:
+            return not only or any(t in n.lower() for t in only for n in names)
+
+        def wanted_series(label: str) -> bool:
+            return wanted(f"{label} -> .nii", f"{label} -> .nii.gz")
+
         ct = f"DICOM CT 512x512x{nslices}"
+        derived = [f"{ct} JPEG Lossless", f"{ct} JPEG 2000", f"{ct} enhanced"]
+        fmri = f"DICOM fMRI 64x64x36x{nvols}"
+        mosaic = f"DICOM fMRI mosaic x{nvols}"
         cases = [startup_case()]
-        cases += dicom_cases(work / "ct", ct, out, sitk_series=True)
-        cases += dicom_cases(work / "fmri", f"DICOM fMRI 64x64x36x{nvols}", out, False)
-        if (TESTDATA / "dicom/siemens_trio_mosaic_ax_asc35").is_dir():
+        if any(wanted_series(label) for label in [ct, *derived]):
+            make_ct(work / "ct", nslices)
+        if wanted_series(ct):
+            cases += dicom_cases(work / "ct", ct, out, sitk_series=True)
+        if wanted_series(fmri):
+            make_fmri(work / "fmri", nvols)
+            cases += dicom_cases(work / "fmri", fmri, out, False)
+        if wanted_series(mosaic) and (TESTDATA / "dicom/siemens_trio_mosaic_ax_asc35").is_dir():
             make_mosaic(work / "mosaic", nvols)
-            label = f"DICOM fMRI mosaic x{nvols}"
-            cases += dicom_cases(work / "mosaic", label, out, False)
-        if make_compressed(work / "ct", work / "ct_jpeg", "jpeg"):
-            cases += dicom_cases(work / "ct_jpeg", f"{ct} JPEG Lossless", out, True, gz=False)
-        if make_compressed(work / "ct", work / "ct_j2k", "j2k"):
-            cases += dicom_cases(work / "ct_j2k", f"{ct} JPEG 2000", out, True, gz=False)
-        if make_enhanced(work / "ct", work / "ct_enh"):
-            cases += dicom_cases(work / "ct_enh", f"{ct} enhanced", out, False, gz=False)
-        cases += volume_cases(vols, args.size, out, both_ways=not args.quick)
+            cases += dicom_cases(work / "mosaic", mosaic, out, False)
+        if wanted_series(derived[0]) and make_compressed(work / "ct", work / "ct_jpeg", "jpeg"):
+            cases += dicom_cases(work / "ct_jpeg", derived[0], out, True, gz=False)
+        if wanted_series(derived[1]) and make_compressed(work / "ct", work / "ct_j2k", "j2k"):
+            cases += dicom_cases(work / "ct_j2k", derived[1], out, True, gz=False)
+        if wanted_series(derived[2]) and make_enhanced(work / "ct", work / "ct_enh"):
+            cases += dicom_cases(work / "ct_enh", derived[2], out, False, gz=False)
+        if not only or any("^3" in t for t in only):
+            vols = write_volumes(work / "vol", args.size)
+            cases += volume_cases(vols, args.size, out, both_ways=not args.quick)
+        cases = [c for c in cases if wanted(c.name)]
         for case in cases:
             print(f"timing {case.name} ...", file=sys.stderr)
             run_case(case, out, runs, work)
