@@ -166,3 +166,33 @@ def test_pydicom_is_loaded_without_requests_which_stays_importable():
     code = "import requests, anyconv_dicom.reader, sys; print(sys.modules['requests'] is requests)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("case", ["philips_achieva_epi_classic", "siemens_trio_mosaic_ax_asc35"])
+def test_a_series_streamed_into_minc_equals_the_loaded_one(
+    testdata, tmp_path, monkeypatch, case
+):
+    """Same image dataset, valid_range and image-min/max whether streamed or loaded first."""
+    import h5py
+
+    img = anyconv.read(testdata / "dicom" / case)
+    assert img.data.streams
+    anyconv.write(img.load(), tmp_path / "loaded.mnc")
+
+    def refuse(self, dtype=None, copy=None):
+        raise AssertionError("the volume was loaded whole")
+
+    monkeypatch.setattr(pixels.VolumeProxy, "__array__", refuse)
+    anyconv.write(img, tmp_path / "streamed.mnc")
+    monkeypatch.undo()
+    with h5py.File(tmp_path / "streamed.mnc") as a, h5py.File(tmp_path / "loaded.mnc") as b:
+        ia, ib = a["minc-2.0/image/0/image"], b["minc-2.0/image/0/image"]
+        assert ia.shape == ib.shape and ia.dtype == ib.dtype
+        np.testing.assert_array_equal(ia[()], ib[()])
+        np.testing.assert_array_equal(ia.attrs["valid_range"], ib.attrs["valid_range"])
+        for name in ("image-min", "image-max"):
+            assert a[f"minc-2.0/image/0/{name}"][()] == b[f"minc-2.0/image/0/{name}"][()]
+    # and an independent reader sees the same values and geometry in both
+    streamed, loaded = nib.load(tmp_path / "streamed.mnc"), nib.load(tmp_path / "loaded.mnc")
+    np.testing.assert_array_equal(streamed.get_fdata(), loaded.get_fdata())
+    np.testing.assert_array_equal(streamed.affine, loaded.affine)

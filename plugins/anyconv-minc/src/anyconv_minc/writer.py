@@ -46,7 +46,8 @@ def write_minc2(image: Image, path: Path, options: WriteOptions) -> None:
     arr, slope, inter = _stored(image)
     if arr.dtype.name not in MINC2_DTYPES:
         raise WriteError(f"{path}: MINC2 cannot store {arr.dtype}")
-    arr, has_vector = _canonical_axes(arr, image)
+    streamed = not isinstance(arr, np.ndarray)
+    arr, has_vector = (arr, False) if streamed else _canonical_axes(arr, image)
     nd = arr.ndim
     has_time = nd >= 4 and not (has_vector and nd == 4)
     spatial = _spatial_dims(image.affine)
@@ -54,14 +55,14 @@ def write_minc2(image: Image, path: Path, options: WriteOptions) -> None:
     perm = ([3] if has_time else []) + [2, 1, 0] + ([nd - 1] if has_vector else [])
     names = (["time"] if has_time else []) + [spatial[a]["name"] for a in (2, 1, 0)]
     names += [VECTOR_NAME] if has_vector else []
-    file_view = arr.transpose(perm)
+    file_view = arr if streamed else arr.transpose(perm)
     level = DEFAULT_COMPRESS_LEVEL if options.compress_level is None else options.compress_level
     if not 0 <= int(level) <= 9:
         raise WriteError(f"{path}: gzip level must be 0-9, not {level}")
-    vrange, irange = _ranges(arr, slope, inter)
     extras = image.extras.get("minc2") or image.extras.get("minc1") or {}
     try:
-        with h5py.File(path, "w", libver="earliest") as fh:
+        # a chunk cache of several chunks: streamed slabs fill each chunk before it is written
+        with h5py.File(path, "w", libver="earliest", rdcc_nbytes=32 << 20) as fh:
             root = fh.create_group("minc-2.0")
             _root_attrs(root, extras, options)
             dims = root.create_group("dimensions")
@@ -72,7 +73,7 @@ def write_minc2(image: Image, path: Path, options: WriteOptions) -> None:
             if has_vector:
                 _vector_dim(dims, arr.shape[-1])
             group = root.create_group("image").create_group("0")
-            _image(group, file_view, names, vrange, irange, int(level))
+            _image(group, file_view, names, (slope, inter), int(level))
             _info(root.require_group("info"), info_from_meta(image.meta, extras))
     except (OSError, ValueError, TypeError) as exc:
         raise WriteError(f"{path}: cannot write MINC2: {exc}") from exc
@@ -87,7 +88,10 @@ def _stored(image: Image) -> tuple[np.ndarray, float, float]:
     Integers keep a positive slope; floats are stored as real values (MINC does not scale
     floating-point voxels).
     """
-    arr = np.asarray(image.data)
+    data = image.data
+    if _streams(image):
+        return data, image.slope, image.inter  # written block by block (see _image)
+    arr = np.asarray(data)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.bool_:
@@ -100,6 +104,20 @@ def _stored(image: Image) -> tuple[np.ndarray, float, float]:
         arr = image.values(target)
         slope, inter = 1.0, 0.0
     return arr, slope, inter
+
+
+def _streams(image: Image) -> bool:
+    """Lazy data written as they are read: 3D/4D scalars stored as they are (no cast)."""
+    data = image.data
+    if not getattr(data, "streams", False) or data.ndim not in (3, 4):
+        return False
+    dtype = np.dtype(data.dtype)
+    if not dtype.isnative or dtype == np.bool_ or dtype.kind not in "iuf":
+        return False
+    if data.ndim == 4 and (image.meta.intent or "").lower() in _VECTOR_INTENTS:
+        return False
+    slope = image.slope
+    return not (image.is_scaled and (dtype.kind == "f" or slope <= 0 or not math.isfinite(slope)))
 
 
 def _canonical_axes(arr: np.ndarray, image: Image) -> tuple[np.ndarray, bool]:
@@ -122,17 +140,31 @@ def _ranges(
     (what mincstats checks) and real = stored * slope + inter exactly. Floats: MINC stores
     real values, so both ranges are the data's range.
     """
+    lo, hi = _extremes(arr)
+    return _ranges_from(lo, hi, arr.dtype, slope, inter)
+
+
+def _extremes(arr: np.ndarray) -> tuple[float | None, float | None]:
+    """Smallest and largest (finite) value, ``None`` when there is none."""
     if arr.size == 0:
-        return (0.0, 1.0), (0.0, 1.0)
+        return None, None
     if arr.dtype.kind == "f":
         finite = arr[np.isfinite(arr)] if not np.all(np.isfinite(arr)) else arr
         if finite.size == 0:
-            return (0.0, 1.0), (0.0, 1.0)
-        lo, hi = float(finite.min()), float(finite.max())
+            return None, None
+        return float(finite.min()), float(finite.max())
+    return float(arr.min()), float(arr.max())
+
+
+def _ranges_from(
+    lo: float | None, hi: float | None, dtype: np.dtype, slope: float, inter: float
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    if lo is None or hi is None:
+        return (0.0, 1.0), (0.0, 1.0)
+    if dtype.kind == "f":
         return (lo, hi), (lo, hi)
-    lo, hi = float(arr.min()), float(arr.max())
     if lo == hi:
-        info = np.iinfo(arr.dtype)
+        info = np.iinfo(dtype)
         if hi < info.max:
             hi += 1
         else:
@@ -301,6 +333,30 @@ def _vector_dim(group: h5py.Group, length: int) -> None:
     _dim_dataset(group, VECTOR_NAME, length)
 
 
+def _write_streamed(ds: h5py.Dataset, data: Any) -> tuple[float | None, float | None]:
+    """Write (i, j, k[, t]) data block by block into the (t,) k, j, i dataset; the extremes."""
+    nz = data.shape[2]
+    lo = hi = None
+    pos = 0  # slice index over k, then t: the order blocks come in
+    for block in data.fortran_blocks(16 << 20):
+        slabs = np.asarray(block).T  # (n, j, i): C-contiguous, file order
+        got = _extremes(slabs)
+        if got[0] is not None:
+            lo = got[0] if lo is None else min(lo, got[0])
+            hi = got[1] if hi is None else max(hi, got[1])
+        done = 0
+        while done < slabs.shape[0]:
+            t, k = divmod(pos, nz)
+            take = min(slabs.shape[0] - done, nz - k)
+            if ds.ndim == 4:
+                ds[t, k : k + take] = slabs[done : done + take]
+            else:
+                ds[k : k + take] = slabs[done : done + take]
+            done += take
+            pos += take
+    return lo, hi
+
+
 def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     """About 1 MiB chunks, halving the slowest axes first (whole slices when they fit)."""
     chunk = [max(int(s), 1) for s in shape]
@@ -312,23 +368,33 @@ def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 
 def _image(
     group: h5py.Group,
-    data: np.ndarray,
+    data: Any,
     names: list[str],
-    vrange: tuple[float, float],
-    irange: tuple[float, float],
+    scaling: tuple[float, float],
     level: int,
 ) -> None:
+    """The image dataset; ``data`` is the file-ordered array, or lazy data that stream."""
+    dtype = np.dtype(data.dtype)
+    streamed = not isinstance(data, np.ndarray)
+    shape = tuple(reversed(data.shape[:3])) if streamed else data.shape
+    if streamed and data.ndim == 4:
+        shape = (data.shape[3], *shape)
     kwargs: dict[str, Any] = {}
     if level > 0:
         kwargs = {
-            "chunks": _chunks(data.shape, data.dtype.itemsize),
+            "chunks": _chunks(shape, dtype.itemsize),
             "compression": "gzip",
             "compression_opts": level,
         }
-    ds = group.create_dataset("image", shape=data.shape, dtype=data.dtype, fillvalue=0, **kwargs)
-    block = kwargs["chunks"][0] if kwargs else max(1, data.shape[0] // 8)
-    for start in range(0, data.shape[0], block):
-        ds[start : start + block] = np.ascontiguousarray(data[start : start + block])
+    ds = group.create_dataset("image", shape=shape, dtype=dtype, fillvalue=0, **kwargs)
+    if streamed:
+        lo, hi = _write_streamed(ds, data)
+        vrange, irange = _ranges_from(lo, hi, dtype, *scaling)
+    else:
+        block = kwargs["chunks"][0] if kwargs else max(1, shape[0] // 8)
+        for start in range(0, shape[0], block):
+            ds[start : start + block] = np.ascontiguousarray(data[start : start + block])
+        vrange, irange = _ranges(data, *scaling)
     _standard(ds, "group________")
     _str_attr(ds, "dimorder", ",".join(names))
     _str_attr(ds, "complete", "true_")
