@@ -338,7 +338,7 @@ class Registry:
         return self._choose_by_content(path, readers, None)
 
     def _choose_by_content(
-        self, path: Path, readers: list[ReaderSpec], memo: dict[Any, Any] | None
+        self, path: Path, readers: list[ReaderSpec], memo: _FolderMemo | None
     ) -> Choice:
         """Score every reader on the file's head and suffix.
 
@@ -358,16 +358,13 @@ class Registry:
                 path,
                 "no reader recognises it",
             )
-        known = memo.setdefault(
-            "suffixes", frozenset(e.lower() for r in readers for e in r.extensions)
-        )
         key = (
-            tuple(n for n in names if n in known),
+            tuple(n for n in names if n in memo.suffixes),
             tuple(matches_magic(head, r.magic) if r.magic else None for r in readers),
         )
-        choice = memo.get(key)
+        choice = memo.choices.get(key)
         if choice is None:
-            choice = memo[key] = self._choose_by_content(path, readers, None)
+            choice = memo.choices[key] = self._choose_by_content(path, readers, None)
         return choice
 
     def _choose(self, candidates: list[Candidate], path: Path, none_msg: str) -> Choice:
@@ -472,7 +469,7 @@ class Registry:
         singles: list[tuple[Path, ReaderSpec]] = []
         claimed: set[Path] = set()
         readers = self.readers()
-        memo: dict[Any, Any] = {}
+        memo = _FolderMemo(frozenset(e.lower() for r in readers for e in r.extensions))
         for f in files:
             if f in claimed:
                 continue
@@ -569,6 +566,18 @@ class Registry:
     def output_name(self, image: Image, template: str, index: int) -> str:
         """The file stem for one image of several (``anyconv_output_name`` hook)."""
         return self.hook.anyconv_output_name(image=image, template=template, index=index)
+
+
+@dataclass
+class _FolderMemo:
+    """Reader choices of one folder, by evidence.
+
+    The evidence is the suffixes some reader knows and the signatures the file's head holds;
+    the rest of a name cannot change the choice.
+    """
+
+    suffixes: frozenset[str]
+    choices: dict[tuple, Choice] = field(default_factory=dict)
 
 
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")

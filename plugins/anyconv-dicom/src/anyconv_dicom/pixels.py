@@ -21,7 +21,7 @@ import numpy as np
 import pydicom  # noqa: TID253 - only reader.py imports this module
 from anyconv.errors import AnyconvError, ReadError
 from anyconv.io import usable_cores
-from anyconv.model import empty_array
+from anyconv.model import LazyArray, empty_array
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: TID253 - only reader.py imports this module
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: TID253 - only reader.py imports this module
 
@@ -141,7 +141,7 @@ def _fallback(ds: Dataset, ts: str, path: Path, exc: Exception) -> np.ndarray:
     raise ReadError(msg + (f"; install {hint}" if hint else "")) from exc
 
 
-class VolumeProxy:
+class VolumeProxy(LazyArray):
     """Lazy voxel array of one volume: ``shape``, ``dtype``, ``__array__``.
 
     Files are decoded once each when the array is asked for; with ``apply_scaling`` the
@@ -191,21 +191,6 @@ class VolumeProxy:
         self._reorient = (tuple(perm), tuple(flips))
         old = self._shape
         self._shape = (old[perm[0]], old[perm[1]], old[perm[2]], *old[3:])
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape without decoding anything."""
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Dtype of the values ``__array__`` gives."""
-        return self._dtype
-
-    @property
-    def ndim(self) -> int:
-        """Number of axes."""
-        return len(self._shape)
 
     def _expected_bytes(self) -> int:
         return int(np.prod(self._shape)) * self._dtype.itemsize
@@ -386,8 +371,6 @@ class VolumeProxy:
             else:
                 view[:, :, k, t] = np.swapaxes(img[::-1], 0, 1)
 
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.asarray(self)[index]
 
 
 def decode_workers() -> int:
