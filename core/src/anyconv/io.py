@@ -147,6 +147,20 @@ def isal_level(level: int) -> int:
     return 1 if level <= 3 else 2
 
 
+def read_into(fh: IO[bytes], target: memoryview) -> int:
+    """``readinto`` until ``target`` is full or the stream ends; the bytes read.
+
+    A decompressing stream returns less than asked for at a time, so one call is not enough.
+    """
+    filled = 0
+    while filled < len(target):
+        got = fh.readinto(target[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
+
+
 def files_under(folder: Path) -> list[Path]:
     """Regular files below ``folder``, sorted; hidden names (``.x``) and their contents skipped.
 

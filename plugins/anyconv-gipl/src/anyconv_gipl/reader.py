@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 from anyconv import geometry
 from anyconv.errors import ReadError
+from anyconv.io import read_into
 from anyconv.model import Image, empty_array
 from anyconv.specs import ReadOptions
 
@@ -139,30 +140,19 @@ def _fill(fh: Any, arr: np.ndarray, disk: np.dtype) -> int:
     """
     flat = arr.reshape(-1, order="F")  # a view: the array is F-contiguous
     if disk == arr.dtype:
-        return _read_into(fh, memoryview(flat).cast("B"))
+        return read_into(fh, memoryview(flat).cast("B"))
     bounce = np.empty(_CHUNK // disk.itemsize, disk)
     view = memoryview(bounce).cast("B")
     done = 0
     while done < flat.size:
         count = min(bounce.size, flat.size - done)
-        got = _read_into(fh, view[: count * disk.itemsize])
+        got = read_into(fh, view[: count * disk.itemsize])
         whole = got // disk.itemsize
         np.copyto(flat[done : done + whole], bounce[:whole])
         done += whole
         if got < count * disk.itemsize:
             return done * disk.itemsize + got % disk.itemsize
     return done * disk.itemsize
-
-
-def _read_into(fh: Any, target: memoryview) -> int:
-    """``readinto`` until ``target`` is full or the stream ends; the bytes read."""
-    filled = 0
-    while filled < len(target):
-        got = fh.readinto(target[filled:])
-        if not got:
-            break
-        filled += got
-    return filled
 
 
 def _check_spacing(path: Path, hdr: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from anyconv.errors import ReadError
+from anyconv.io import read_into
 from anyconv.lazy import import_nibabel
 from anyconv.model import Image, LazyArray, Meta, empty_array
 from anyconv.specs import ReadOptions
@@ -100,12 +101,7 @@ class GzipVoxels(LazyArray):
         try:
             with igzip.open(self._path, "rb") as fh:
                 fh.seek(self._offset)  # forward: inflates and drops the header bytes
-                filled = 0
-                while filled < len(target):
-                    got = fh.readinto(target[filled:])
-                    if not got:
-                        break
-                    filled += got
+                filled = read_into(fh, target)
         except (*ERRORS, EOFError, OSError) as exc:
             raise ReadError(f"{self._path}: corrupt gzip data: {exc}") from exc
         if filled < len(target):
